@@ -1,0 +1,26 @@
+# The README's commands. `make test` is what CI runs (after installing everything in .ci/run).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup demo test lint typecheck layers protos bench
+setup:
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[test]'
+
+demo:
+	$(VENV)/bin/cnidra demo
+
+test:
+	$(VENV)/bin/pytest -q
+
+lint:
+	$(VENV)/bin/ruff check src tests bench
+
+typecheck:
+	$(VENV)/bin/mypy
+
+layers:
+	$(VENV)/bin/lint-imports
+
+bench:
+	$(PY) -m bench

@@ -1,0 +1,2 @@
+"""Per-pod orchestration of CNI ADD/DEL in pod network namespaces; claim status reporting.
+"""

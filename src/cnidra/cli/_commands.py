@@ -1,0 +1,7 @@
+"""The list of command modules, in the order ``cnidra --help`` shows them."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+ALL: tuple[ModuleType, ...] = ()

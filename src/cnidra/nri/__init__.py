@@ -1,0 +1,3 @@
+"""The NRI plugin: register, configure, synchronize, pod sandbox events; hands pod events to
+attach.
+"""

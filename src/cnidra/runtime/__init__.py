@@ -1,0 +1,2 @@
+"""Wiring: settings, guarded root tasks, ordered shutdown, health and metrics server.
+"""
