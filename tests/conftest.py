@@ -3,22 +3,22 @@
 * ``root``-marked tests need root and network namespaces; they run for real in CI (root).
 * ``netns`` creates uniquely named network namespaces and always deletes them.
 * Every async test fails if it leaves an asyncio task behind.
+
+Plain helpers (``unique``, ``ip``, ``FIXTURES``) live in ``support.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import subprocess
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
 
 import pytest
 
-IS_ROOT = os.geteuid() == 0
-CNI_BIN_DIRS = [d for d in ("/usr/lib/cni", "/opt/cni/bin") if Path(d).is_dir()]
+from support import CNI_BIN_DIRS, IS_ROOT, ip, unique
+
+__all__ = ["ip", "unique"]  # also importable from here (older tests)
 
 requires_root = pytest.mark.skipif(not IS_ROOT, reason="needs root and network namespaces")
 
@@ -29,16 +29,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(requires_root)
         if isinstance(item, pytest.Function) and asyncio.iscoroutinefunction(item.obj):
             item.add_marker(pytest.mark.usefixtures("_no_leaked_tasks"))
-
-
-def unique(prefix: str, length: int = 6) -> str:
-    """A short unique name (interface names are limited to 15 bytes)."""
-    return f"{prefix}{uuid.uuid4().hex[:length]}"
-
-
-def ip(*args: str, netns: str | None = None) -> str:
-    cmd = ["ip", *(["-n", netns] if netns else []), *args]
-    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
 
 
 @pytest.fixture
