@@ -4,7 +4,7 @@
 * ``netns`` creates uniquely named network namespaces and always deletes them.
 * Every async test fails if it leaves an asyncio task behind.
 
-Plain helpers (``unique``, ``ip``, ``FIXTURES``) live in ``support.py``.
+Plain helpers (``unique``, ``ip``, ``SHARED``) live in ``support.py``.
 """
 
 from __future__ import annotations

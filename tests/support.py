@@ -9,7 +9,7 @@ from pathlib import Path
 
 IS_ROOT = os.geteuid() == 0
 CNI_BIN_DIRS = [d for d in ("/usr/lib/cni", "/opt/cni/bin") if Path(d).is_dir()]
-FIXTURES = Path(__file__).resolve().parents[2] / "shared"
+SHARED = Path(__file__).resolve().parents[2] / "shared"  # shared/ beside the clone (as in CI)
 
 
 def unique(prefix: str, length: int = 6) -> str:
