@@ -4,4 +4,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-ALL: tuple[ModuleType, ...] = ()
+from cnidra.cli import _cni
+
+ALL: tuple[ModuleType, ...] = (_cni,)
