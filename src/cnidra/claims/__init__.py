@@ -1,3 +1,43 @@
 """Prepared-claim state: attach plans computed from allocations and opaque configs (admin policy
 applied), kept in a versioned, atomically written checkpoint (the single source of truth).
+
+Limits and decisions:
+
+* :func:`compute_plan` is pure. Configs come from ``status.allocation.devices.config`` (class
+  configs first, then claim configs). Per allocated device the claim's ``kind: CNI`` config wins
+  over the class's **per top-level field** (``ifName``, ``config``; ``config`` is replaced whole).
+  Two ``kind: CNI`` configs of ours from the same source for one request are an error. ``ifName``
+  has no default: it is required (a generated ``net1`` would collide across a pod's claims).
+* ``kind: CNIPolicy`` (same apiVersion) narrows :class:`AdminPolicy` and is honoured only from
+  DeviceClass configs; in a claim it is an error.
+* Every problem is a :class:`ClaimConfigError` (a ``ConfigError``): ``claim ns/name: path: why``.
+* :class:`ClaimState` answers the kubelet per claim and refuses to unprepare a claim that still
+  has attachments (attach's CNI DEL removes them first; the kubelet retries).
+* The checkpoint is written with blocking file I/O in a worker thread, never on the loop.
 """
+
+from cnidra.claims._checkpoint import Checkpoint
+from cnidra.claims._errors import ClaimConfigError
+from cnidra.claims._plan import check_pod_interfaces, compute_plan
+from cnidra.claims._policy import (
+    DEFAULT_ALLOWED_PLUGIN_TYPES,
+    AdminPolicy,
+    DeviceIfNameResolver,
+    identity_resolver,
+)
+from cnidra.claims._records import PreparedClaim
+from cnidra.claims._state import ClaimReader, ClaimState
+
+__all__ = [
+    "DEFAULT_ALLOWED_PLUGIN_TYPES",
+    "AdminPolicy",
+    "Checkpoint",
+    "ClaimConfigError",
+    "ClaimReader",
+    "ClaimState",
+    "DeviceIfNameResolver",
+    "PreparedClaim",
+    "check_pod_interfaces",
+    "compute_plan",
+    "identity_resolver",
+]

@@ -1,0 +1,93 @@
+"""The checkpoint file: load and atomic save. File I/O only (blocking: call it off the loop).
+
+Save writes a temp file in the same directory, fsyncs it, renames it over the checkpoint and
+fsyncs the directory, so a crash leaves either the old or the new file, never a torn one.
+A missing file is an empty state (first start). A file that cannot be read, parsed or has an
+unknown version raises ``CheckpointError`` and is left exactly as it is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from cnidra.claims._records import PreparedClaim, decode, encode
+from cnidra.errors import CheckpointError
+
+FILE_NAME = "checkpoint.json"
+_TMP_PREFIX = f".{FILE_NAME}."
+_TMP_SUFFIX = ".tmp"
+
+
+class Checkpoint:
+    """``<directory>/checkpoint.json``."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+        self.path = self.directory / FILE_NAME
+
+    def load(self) -> dict[str, PreparedClaim]:
+        """The saved claims by UID; ``{}`` when there is no file yet.
+
+        Leftover temp files of an interrupted save are removed (the checkpoint itself is intact).
+        """
+        self._remove_stale_temps()
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            raise CheckpointError(f"checkpoint {self.path}: cannot read: {exc}") from exc
+        try:
+            doc = json.loads(data)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CheckpointError(
+                f"checkpoint {self.path}: not valid JSON ({exc}); the file is kept for "
+                "inspection: fix or move it away to start from an empty state"
+            ) from exc
+        try:
+            return decode(doc)
+        except CheckpointError as exc:
+            raise CheckpointError(f"{self.path}: {exc}; the file is kept") from exc
+
+    def save(self, claims: Mapping[str, PreparedClaim]) -> None:
+        """Atomically replace the checkpoint with ``claims``."""
+        data = json.dumps(encode(claims), indent=1, sort_keys=True).encode()
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=_TMP_SUFFIX, dir=self.directory)
+        except OSError as exc:
+            raise CheckpointError(f"checkpoint {self.path}: cannot write: {exc}") from exc
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            Path(tmp).replace(self.path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                Path(tmp).unlink()
+            raise CheckpointError(f"checkpoint {self.path}: cannot write: {exc}") from exc
+        self._fsync_directory()
+
+    def _fsync_directory(self) -> None:
+        try:
+            dir_fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as exc:
+            raise CheckpointError(f"checkpoint {self.directory}: cannot sync: {exc}") from exc
+        try:
+            os.fsync(dir_fd)
+        except OSError as exc:
+            raise CheckpointError(f"checkpoint {self.directory}: cannot sync: {exc}") from exc
+        finally:
+            os.close(dir_fd)
+
+    def _remove_stale_temps(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            for leftover in self.directory.glob(f"{_TMP_PREFIX}*{_TMP_SUFFIX}"):
+                with contextlib.suppress(OSError):
+                    leftover.unlink()
