@@ -2,7 +2,8 @@
 
 Both sides run the same plugin with the same environment and stdin, through asyncio
 subprocesses, interleaved in one run. ``cnidra.cni`` additionally resolves the plugin, builds the
-input, parses and converts the result and writes/reads/removes the libcni cache (atomic rename, no fsync, as libcni).
+input, parses and converts the result and writes/reads/removes the libcni cache (atomic
+rename, no fsync, as libcni).
 
     python -m bench.bench_cni [-n 30] [--cni-version 1.0.0|1.1.0]   (root: makes a netns + veth)
 """
