@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 from types import TracebackType
@@ -59,10 +60,21 @@ class ApiServer:
         self.kubeconfig = directory / "kubeconfig"
         self.kubeconfig.write_text(yaml.safe_dump(self.kubeconfig_dict()))
 
-    def kubeconfig_dict(self) -> dict[str, Any]:
+    async def serve_socket(self, sock: socket.socket) -> str:
+        """Also serve on an already bound, listening TCP socket (e.g. one created inside a
+        node's network namespace, which the socket keeps); returns its ``http://`` URL."""
+        if self._runner is None:
+            raise CnidraError("ApiServer not started")
+        site = web.SockSite(self._runner, sock, shutdown_timeout=0.5)
+        await site.start()
+        host, port = sock.getsockname()[:2]
+        return f"http://{host}:{port}"
+
+    def kubeconfig_dict(self, url: str | None = None) -> dict[str, Any]:
+        """The kubeconfig for ``url`` (default: the loopback listener)."""
         return {
             "apiVersion": "v1", "kind": "Config", "current-context": "cnidra-sim",
-            "clusters": [{"name": "cnidra-sim", "cluster": {"server": self.url}}],
+            "clusters": [{"name": "cnidra-sim", "cluster": {"server": url or self.url}}],
             "users": [{"name": "cnidra-sim", "user": {"token": self.token}}],
             "contexts": [{"name": "cnidra-sim", "context": {
                 "cluster": "cnidra-sim", "user": "cnidra-sim", "namespace": "default"}}],
