@@ -65,7 +65,7 @@ class ApiServer:
         node's network namespace, which the socket keeps); returns its ``http://`` URL."""
         if self._runner is None:
             raise CnidraError("ApiServer not started")
-        site = web.SockSite(self._runner, sock, shutdown_timeout=0.5)
+        site = web.SockSite(self._runner, sock)
         await site.start()
         host, port = sock.getsockname()[:2]
         return f"http://{host}:{port}"
