@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
@@ -71,8 +72,9 @@ async def test_prepare_one_fixture_claim_v1_with_share_id(tmp_path: Path) -> Non
         answer = resp.claims[uid]
         assert answer.error == ""
         (dev,) = answer.devices
-        assert (dev.pool_name, dev.device_name, dev.share_id) == ("node1", "eth1", SHARED) or (
-            dev.device_name, dev.share_id) == ("eth1", SHARED)
+        (want,) = claim["status"]["allocation"]["devices"]["results"]
+        assert (dev.pool_name, dev.device_name, dev.share_id) == (want["pool"], "eth1", SHARED)
+        assert list(dev.request_names) == [want["request"]]
         assert dev.HasField("share_id")
         assert state.get(uid) is not None
 
@@ -189,10 +191,10 @@ async def test_restart_between_prepare_and_unprepare(tmp_path: Path) -> None:
 
 
 class ExplodingClaims:
-    async def prepare(self, claims: object) -> dict[str, PrepareOutcome]:
+    async def prepare(self, claims: Sequence[ClaimRef]) -> dict[str, PrepareOutcome]:
         raise ConfigError("checkpoint directory is not writable", "state_dir")
 
-    async def unprepare(self, claims: object) -> dict[str, str]:
+    async def unprepare(self, claims: Sequence[ClaimRef]) -> dict[str, str]:
         raise RuntimeError("bug")
 
 
@@ -201,7 +203,7 @@ class SlowClaims:
         self.active = 0
         self.max_active = 0
 
-    async def prepare(self, claims: list[ClaimRef]) -> dict[str, PrepareOutcome]:
+    async def prepare(self, claims: Sequence[ClaimRef]) -> dict[str, PrepareOutcome]:
         self.active += 1
         self.max_active = max(self.max_active, self.active)
         try:
@@ -210,7 +212,7 @@ class SlowClaims:
             self.active -= 1
         return {r.uid: PrepareOutcome() for r in claims}
 
-    async def unprepare(self, claims: list[ClaimRef]) -> dict[str, str]:
+    async def unprepare(self, claims: Sequence[ClaimRef]) -> dict[str, str]:
         await asyncio.sleep(10)
         return {}
 
@@ -265,10 +267,11 @@ async def test_stale_sockets_replaced_and_own_sockets_removed(tmp_path: Path) ->
 
 
 async def test_a_socket_replaced_by_another_instance_is_left(tmp_path: Path) -> None:
-    kw = {"driver": DRIVER, "node_name": "n", "registry_dir": str(tmp_path / "r"),
-          "plugin_dir": str(tmp_path / "p")}
-    old = KubeletPlugin(claims=SlowClaims(), **kw)  # type: ignore[arg-type]
-    new = KubeletPlugin(claims=SlowClaims(), **kw)  # type: ignore[arg-type]
+    def make() -> KubeletPlugin:
+        return KubeletPlugin(driver=DRIVER, node_name="n", claims=SlowClaims(),
+                             registry_dir=str(tmp_path / "r"), plugin_dir=str(tmp_path / "p"))
+
+    old, new = make(), make()
     await old.start()
     await new.start()  # removes old's sockets as stale and listens on the same paths
     await old.stop()
