@@ -82,8 +82,9 @@ def _status(code: int, reason: str, message: str, details: dict[str, Any] | None
         "metadata": {},
         "status": "Failure",
         "message": message,
-        "reason": reason,
     }
+    if reason:
+        body["reason"] = reason
     if details is not None:
         body["details"] = details
     body["code"] = code

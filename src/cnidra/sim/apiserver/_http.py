@@ -17,6 +17,7 @@ from cnidra.sim.apiserver._convert import from_storage
 from cnidra.sim.apiserver._patch import decode_patch
 from cnidra.sim.apiserver._resources import (
     RESOURCE_GROUP,
+    TYPES,
     ResourceType,
     field_matcher,
     label_matcher,
@@ -55,6 +56,50 @@ def parse_path(path: str) -> Target | None:
     return Target(group, version, rest[0], namespace, rest[1], rest[2])
 
 
+_DECODER = json.JSONDecoder()
+
+
+def _skip_ws(text: str, index: int) -> int:
+    while index < len(text) and text[index] in " \t\r\n":
+        index += 1
+    return index
+
+
+def _value_end(text: str, index: int, path: tuple[Any, ...],
+               found: dict[tuple[Any, ...], int]) -> int:
+    """End of the JSON value at ``index``; records raw byte sizes of status.devices[i].data."""
+    start = index = _skip_ws(text, index)
+    if text[index] in "{[":
+        closing = "}" if text[index] == "{" else "]"
+        index = _skip_ws(text, index + 1)
+        position = 0
+        while text[index] != closing:
+            key: Any = position
+            if closing == "}":
+                key, index = _DECODER.raw_decode(text, index)
+                index = _skip_ws(text, index) + 1  # the colon
+            index = _skip_ws(text, _value_end(text, index, (*path, key), found))
+            position += 1
+            if text[index] == ",":
+                index = _skip_ws(text, index + 1)
+        end = index + 1
+    else:
+        end = _DECODER.raw_decode(text, index)[1]
+    if len(path) == 4 and path[:2] == ("status", "devices") and path[3] == "data":
+        found[path] = len(text[start:end].encode())
+    return end
+
+
+def raw_data_sizes(raw: bytes) -> dict[int, int] | None:
+    """Bytes of each ``status.devices[i].data`` as sent (a PUT is checked on those)."""
+    found: dict[tuple[Any, ...], int] = {}
+    try:
+        _value_end(raw.decode(), 0, (), found)
+    except (ValueError, IndexError, UnicodeDecodeError):
+        return None
+    return {int(k[2]): v for k, v in found.items()}
+
+
 def _json(body: Any, status: int = 200, warnings: list[str] | None = None) -> web.Response:
     resp = web.Response(body=json.dumps(body).encode(), status=status,
                         content_type="application/json")
@@ -81,9 +126,32 @@ class Handler:
         try:
             if self.token and request.headers.get("Authorization") != f"Bearer {self.token}":
                 raise err.unauthorized()
-            return await self._route(request)
+            resp = await self._route(request)
         except KubeAPIError as exc:
-            return _json(exc.body, exc.status or 500)
+            return _json(exc.body, exc.status or 500, self._deprecation(request.path))
+        return self._with_deprecation(request, resp)
+
+    def _deprecation(self, path: str) -> list[str]:
+        """The deprecation Warning of a non-v1 resource.k8s.io request (errors carry it too)."""
+        target = parse_path(path.rstrip("/"))
+        if target is None or target.group != RESOURCE_GROUP or target.version == "v1":
+            return []
+        kind = next((t.kind for t in TYPES if (t.group, t.plural) == (target.group,
+                                                                      target.plural)), None)
+        if kind is None:
+            return []
+        return [f"{RESOURCE_GROUP}/{target.version} {kind} is deprecated in v1.35+, "
+                "unavailable in v1.38+"]
+
+    def _with_deprecation(self, request: web.Request,
+                          resp: web.StreamResponse) -> web.StreamResponse:
+        warnings = self._deprecation(request.path)
+        if warnings and not resp.prepared:
+            rest = resp.headers.getall("Warning", [])
+            resp.headers.popall("Warning", None)
+            for text in [*(_warn_text(w) for w in warnings), *rest]:
+                resp.headers.add("Warning", text)
+        return resp
 
     async def _route(self, request: web.Request) -> web.StreamResponse:
         path = request.path.rstrip("/")
@@ -156,8 +224,10 @@ class Handler:
             return _json(written.obj, 201, written.warnings)
         if request.method == "PUT" and target.name:
             body.setdefault("metadata", {})["name"] = target.name
+            sizes = raw_data_sizes(raw) if target.plural == "resourceclaims" else None
             written = self.store.update(target.resource, body, target.namespace,
-                                        subresource=target.sub, strict=strict, **common)
+                                        subresource=target.sub, strict=strict,
+                                        data_sizes=sizes, **common)
             return _json(written.obj, 200, written.warnings)
         raise err.method_not_allowed()
 

@@ -43,10 +43,15 @@ class ApiServer:
             raise CnidraError("ApiServer already started")
         app = web.Application(client_max_size=8 * 1024 * 1024)
         handler = Handler(self.store, self.token, self.git_version, self._bookmark_interval)
-        app.router.add_route("*", "/{tail:.*}", handler)
-        runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+
+        async def route(request: web.Request) -> web.StreamResponse:
+            return await handler(request)
+
+        app.router.add_route("*", "/{tail:.*}", route)
+        runner = web.AppRunner(app, access_log=None, handler_cancellation=True,
+                               shutdown_timeout=0.5)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0, shutdown_timeout=0.5)
+        site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         self._runner = runner
         server = site._server

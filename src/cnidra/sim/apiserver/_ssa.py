@@ -170,7 +170,7 @@ def apply_devices(
         key = entry_key(entry)
         if key in applied_by_key:
             desc = ",".join(f'{k}="{v}"' for k, v in sorted(json.loads(key[2:]).items()))
-            raise status_error(500, "InternalError",
+            raise status_error(500, "",
                                f"failed to create typed patch object ({meta.get('namespace')}/"
                                f"{name}; {api_version}, Kind=ResourceClaim): .status.devices: "
                                f"duplicate entries for key [{desc}]")

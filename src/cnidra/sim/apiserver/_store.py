@@ -157,10 +157,7 @@ class Store:
 
     def _decode(self, rtype: ResourceType, body: dict[str, Any], version: str,
                 strict: bool) -> tuple[dict[str, Any], list[str]]:
-        warnings = []
-        if rtype.group and version != "v1":
-            warnings.append(f"{rtype.group}/{version} {rtype.kind} is deprecated in v1.35+, "
-                            "unavailable in v1.38+")
+        warnings: list[str] = []
         body = {**body, "kind": rtype.kind, "apiVersion": rtype.api_version(version)}
         obj, unknown = to_storage(body, rtype.api_version(version)) if rtype.group else (
             copy.deepcopy(body), [])
@@ -287,15 +284,16 @@ class Store:
         self._validate(rtype, new, old)
         if rtype.kind == "ResourceClaim":
             status = new.setdefault("status", {})
-            if not status.get("allocation"):
-                status.pop("devices", None)
-            errors = validate_status_devices(status, data_sizes=data_sizes)
-            if errors:
-                raise err.unprocessable(rtype.kind, rtype.group, name, errors)
+            deallocated = bool((old.get("status") or {}).get("allocation")) and not status.get(
+                "allocation")
+            if not deallocated:
+                errors = validate_status_devices(status, data_sizes=data_sizes)
+                if errors:
+                    raise err.unprocessable(rtype.kind, rtype.group, name, errors)
             if not applied:
                 update_devices(old, new, manager, api_version=rtype.api_version(version))
-            if not status:
-                new.pop("status")
+            if deallocated:  # the API server drops the entries; stale ownership remains
+                status.pop("devices", None)
         if rtype.generation and new.get("spec") != old.get("spec"):
             new["metadata"]["generation"] = int(old["metadata"].get("generation", 1)) + 1
         sort_managed_fields(new["metadata"].get("managedFields") or [])
@@ -327,8 +325,8 @@ class Store:
                subresource: str, version: str, manager: str, force: bool,
                dry_run: bool) -> Written:
         if not manager:
-            raise err.status_error(422, "Invalid", 'PatchOptions.meta.k8s.io "" is invalid: '
-                                   "fieldManager: Required value: is required for apply patch")
+            raise err.unprocessable("PatchOptions", "meta.k8s.io", "", [
+                err.required("fieldManager", "is required for apply patch")])
         body = body if isinstance(body, dict) else {}
         sent = (str(body.get("apiVersion") or ""), str(body.get("kind") or ""))
         if sent != (rtype.api_version(version), rtype.kind):
@@ -336,6 +334,10 @@ class Store:
             raise err.bad_request(f"invalid object type: {group}/{ver}, Kind={sent[1]}"
                                   if sent[0] else f"invalid object type: /, Kind={sent[1]}")
         old = self._stored(rtype, name, namespace)
+        sent_uid = (body.get("metadata") or {}).get("uid")
+        if sent_uid and sent_uid != old["metadata"].get("uid"):
+            raise err.unprocessable(rtype.kind, rtype.group, name, [
+                err.invalid("metadata.uid", sent_uid, "field is immutable")])
         if subresource != "status" or rtype.kind != "ResourceClaim":
             return Written(self._out(rtype, old, version))
         devices = (body.get("status") or {}).get("devices") or []
