@@ -47,12 +47,14 @@ class Transport:
     def __init__(self, http: httpx2.AsyncClient, timeout: float) -> None:
         self.http = http
         self.timeout = timeout
+        self.sent = 0  # requests sent (watch streams included)
 
     async def send(
         self, method: str, path: str, *, params: Mapping[str, str] | None = None,
         body: Any = None, content_type: str = "application/json", timeout: float | None = None,
     ) -> Reply:
         what = f"{method} {path}"
+        self.sent += 1
         content = None if body is None else json.dumps(body, separators=(",", ":")).encode()
         headers = {"Accept": "application/json"}
         if content is not None:
@@ -81,6 +83,7 @@ class Transport:
     ) -> AsyncIterator[dict[str, Any]]:
         """Watch events (decoded lines) until the server ends the stream."""
         what = f"WATCH {path}"
+        self.sent += 1
         timeout = httpx2.Timeout(connect_timeout or self.timeout, read=None)
         try:
             async with self.http.stream("GET", path, params=dict(params),
