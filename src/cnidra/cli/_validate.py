@@ -94,9 +94,9 @@ def _expand(path: str, item: Any) -> Iterator[Document]:
         defaults = {"kind": kind[:-4], "apiVersion": item.get("apiVersion")} if kind != "List" \
             else {}
         for sub in item["items"]:
-            if isinstance(sub, Mapping) and defaults and "kind" not in sub:
-                sub = {**defaults, **sub}
-            yield from _expand(path, sub)
+            typed = {**defaults, **sub} if isinstance(sub, Mapping) and defaults and (
+                "kind" not in sub) else sub
+            yield from _expand(path, typed)
         return
     yield Document(path, item)
 
@@ -302,7 +302,7 @@ class Validator:
         if not isinstance(devices, Mapping):
             return
         requests = self._requests(devices, prefix, version, report)
-        known = {r.name for r in requests} | {r.base for r in requests}
+        known = _request_names(devices)
         configs = devices.get("config") or []
         claim_cni: list[tuple[CNIConfig, str, list[str]]] = []
         faulty: list[list[str]] = []
@@ -312,7 +312,7 @@ class Validator:
                 entry, Mapping) else []
             for k, target in enumerate(targets):
                 if target not in known:
-                    names = ", ".join(sorted(r.name for r in requests)) or "none"
+                    names = ", ".join(sorted(known)) or "none"
                     report.error(f"{path}.requests[{k}]",
                                  f"{target!r} is not a request of this claim (requests: {names})")
             parsed = self._opaque(entry, path, report)
@@ -423,8 +423,8 @@ class Validator:
                 return str(info.cni.if_name), f"DeviceClass {info.name} {info.cni_path}.ifName"
             return None
         cls = request.device_class
-        if cni is None:
-            if key == "config":  # report the missing CNI config once, not per field
+        if cni is None and (info is None or info.cni is None):
+            if key == "config":  # no CNI config at all: reported once, under ifName
                 return None
             text = (f"request {request.name!r} has no config of kind CNI: add one to "
                     f"spec.devices.config with opaque.driver {self.driver!r} and requests "
@@ -441,9 +441,26 @@ class Validator:
         if info is None:
             report.warn(f"{cpath}.{key}", f"is not set: DeviceClass {cls!r} must give it (it "
                                           "is not among the files given)")
+        elif cni is None:
+            report.error(request.path, f"{key} {what}; neither the claim nor DeviceClass "
+                                       f"{cls!r} ({info.cni_path}) sets it")
         else:
             report.error(f"{cpath}.{key}", f"{what} (DeviceClass {cls!r} does not give it)")
         return None
+
+
+def _request_names(devices: Mapping[str, Any]) -> set[str]:
+    """Every request and subrequest name (``req``, ``req/sub``), even of faulty requests."""
+    names: set[str] = set()
+    raw_requests = devices.get("requests") or []
+    for raw in raw_requests if isinstance(raw_requests, list) else []:
+        if isinstance(raw, Mapping) and isinstance(raw.get("name"), str):
+            names.add(raw["name"])
+            subs = raw.get("firstAvailable")
+            names.update(f"{raw['name']}/{sub['name']}" for sub in subs or ()
+                         if isinstance(subs, list) and isinstance(sub, Mapping)
+                         and isinstance(sub.get("name"), str))
+    return names
 
 
 def _targets(targets: Sequence[str], request: _Request) -> bool:
