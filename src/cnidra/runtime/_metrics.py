@@ -6,6 +6,7 @@ exec observer) and ``runtime`` binds them to these metrics when it wires the dri
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
@@ -63,6 +64,25 @@ class Metrics:
     def observe_kubelet(self, call: str, outcome: str, seconds: float, claims: int) -> None:
         self.kubelet_calls.labels(call, outcome).inc(claims)
         self.kubelet_latency.labels(call, outcome).observe(seconds)
+
+    def observe_kubelet_call(self, call: str, seconds: float, ok: int, failed: int) -> None:
+        """One kubelet call answering ``ok`` claims and failing ``failed``; the call's latency
+        is labelled ``error`` when any claim failed."""
+        if ok:
+            self.kubelet_calls.labels(call, "ok").inc(ok)
+        if failed:
+            self.kubelet_calls.labels(call, "error").inc(failed)
+        self.kubelet_latency.labels(call, "error" if failed else "ok").observe(seconds)
+
+    def observe_status_retry(self, *_: object) -> None:
+        """Count one retried status write (accepts and ignores the writer's arguments)."""
+        self.status_write_retries.inc()
+
+    def bind_published_devices(self, read: Callable[[], float]) -> None:
+        self.published_devices.set_function(read)
+
+    def bind_attachments(self, read: Callable[[], float]) -> None:
+        self.attachments.set_function(read)
 
     def observe_hook(self, event: str, outcome: str, seconds: float) -> None:
         self.nri_hooks.labels(event, outcome).inc()

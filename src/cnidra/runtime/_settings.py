@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from cnidra.errors import ConfigError
+
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 DEFAULT_DRIVER = "cni.dra.networking.x-k8s.io"
 DEFAULT_ALLOWED_PLUGINS = (
@@ -50,6 +53,9 @@ class Settings:
     log_level: str = "info"
     log_format: str = "text"
     metrics_address: str = ":9177"
+    # shutdown
+    shutdown_timeout: float = 10.0
+    cleanup_on_exit: bool = False
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -78,8 +84,16 @@ class Settings:
             raise ConfigError("must be exactly two digits", "nri-plugin-index")
         if self.log_format not in ("text", "json"):
             raise ConfigError("must be 'text' or 'json'", "log-format")
-        if self.cni_exec_timeout <= 0:
-            raise ConfigError("must be positive", "cni-exec-timeout")
+        if self.log_level.lower() not in ("debug", "info", "warning", "error"):
+            raise ConfigError(f"{self.log_level!r} is not one of debug, info, warning, error",
+                              "log-level")
+        if not _DNS_SUBDOMAIN.match(self.driver_name) or len(self.driver_name) > 63:
+            raise ConfigError("must be a DNS subdomain of at most 63 characters", "driver-name")
+        if not self.cni_bin_dirs:
+            raise ConfigError("at least one directory is required", "cni-bin-dirs")
+        for name in ("cni_exec_timeout", "inventory_poll_seconds", "shutdown_timeout"):
+            if getattr(self, name) <= 0:
+                raise ConfigError("must be positive", name.replace("_", "-"))
         self.metrics_host_port()
         return self
 
@@ -106,15 +120,43 @@ _HELP = {
     "log_level": "debug, info, warning or error",
     "log_format": "text or json",
     "metrics_address": "HOST:PORT for /healthz, /readyz and /metrics",
+    "shutdown_timeout": "seconds each shutdown step may take (NRI hook drain, status drain, "
+                        "kubelet plugin grace)",
+    "cleanup_on_exit": "delete this node's ResourceSlices on exit (uninstall); by default they "
+                       "stay and the kubelet wipes them 30 s after the plugin is gone",
 }
 
 
+def _shown(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ",".join(value)
+    return str(value) if value != "" else "none"
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per setting; the help names its environment variable and default.
+
+    Boolean flags take an optional value: ``--cleanup-on-exit`` means true,
+    ``--cleanup-on-exit=false`` false.
+    """
+    base = Settings()
     for f in fields(Settings):
         if f.name == "extra":
             continue
         flag = "--" + f.name.replace("_", "-")
-        parser.add_argument(flag, dest=f.name, default=None, help=_HELP[f.name])
+        default = getattr(base, f.name)
+        env = "CNIDRA_" + f.name.upper() + (" or NODE_NAME" if f.name == "node_name" else "")
+        text = f"{_HELP[f.name]} [env {env}; default: {_shown(default)}]"
+        if isinstance(default, bool):
+            parser.add_argument(flag, dest=f.name, default=None, nargs="?", const="true",
+                                metavar="BOOL", help=text.replace("%", "%%"))
+        else:
+            metavar = ("SECONDS" if isinstance(default, float) else
+                       "LIST" if isinstance(default, tuple) else f.name.split("_")[-1].upper())
+            parser.add_argument(flag, dest=f.name, default=None, metavar=metavar,
+                                help=text.replace("%", "%%"))
 
 
 def _convert(name: str, raw: str, default: object) -> object:

@@ -45,6 +45,14 @@ class RootTasks:
             self.failure = (name, exc)
         self.failed.set()
 
+    def begin_shutdown(self) -> None:
+        """From now on a task that ends is part of the shutdown, not a failure."""
+        self._stopping = True
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
     @property
     def names(self) -> list[str]:
         return [n for n, t in self._tasks.items() if not t.done()]
@@ -62,6 +70,6 @@ class RootTasks:
 
     async def stop_all(self, order: list[str] | None = None, timeout: float = 10.0) -> None:
         """Stop the named tasks in ``order`` first, then everything else."""
-        self._stopping = True
+        self.begin_shutdown()
         for name in [*(order or []), *list(self._tasks)]:
             await self.stop(name, timeout)
