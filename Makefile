@@ -24,3 +24,6 @@ layers:
 
 bench:
 	$(PY) -m bench
+
+protos:
+	$(PY) -m cnidra.kubelet._proto.generate
