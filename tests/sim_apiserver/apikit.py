@@ -82,9 +82,8 @@ class Client:
 
 
 @asynccontextmanager
-async def running(served: tuple[str, ...] = ("v1", "v1beta1"),
-                  **kwargs: Any) -> AsyncIterator[Client]:
-    async with ApiServer(served=served, **kwargs) as server, aiohttp.ClientSession() as session:
+async def running(**kwargs: Any) -> AsyncIterator[Client]:
+    async with ApiServer(**kwargs) as server, aiohttp.ClientSession() as session:
         yield Client(server, session)
 
 

@@ -1,8 +1,9 @@
-"""v1 <-> v1beta1 conversion of resource.k8s.io objects.
+"""v1 <-> v1beta1 (and v1beta2) conversion of resource.k8s.io objects.
 
 * ResourceSlice: v1beta1 nests every device field except ``name`` under ``basic:``.
 * ResourceClaim / ResourceClaimTemplate: v1beta1 puts ``exactly``'s fields directly on the request.
-* Everything else (status, DeviceClass) has the same shape in both versions.
+* Everything else (status, DeviceClass) has the same shape in both versions; v1beta2 is the
+  v1 shape throughout.
 
 Fields a version does not know are dropped and reported as unknown, the way the API server's
 decoder does (a Warning header, or a 400 with ``fieldValidation=Strict``).
@@ -77,7 +78,10 @@ def to_storage(obj: dict[str, Any], version: str) -> tuple[dict[str, Any], list[
 def from_storage(obj: dict[str, Any], version: str) -> dict[str, Any]:
     """Convert a stored v1 object to ``version`` (a deep copy)."""
     out = copy.deepcopy(obj)
-    if version != V1BETA1 or not str(out.get("apiVersion", "")).startswith("resource.k8s.io/"):
+    if not str(out.get("apiVersion", "")).startswith("resource.k8s.io/"):
+        return out
+    if version != V1BETA1:  # v1beta2 has the v1 shape
+        out["apiVersion"] = version
         return out
     kind = str(out.get("kind", ""))
     if kind == "ResourceSlice":

@@ -100,6 +100,17 @@ def raw_data_sizes(raw: bytes) -> dict[int, int] | None:
     return {int(k[2]): v for k, v in found.items()}
 
 
+def _bookmark(rtype: ResourceType, version: str, rv: int) -> dict[str, Any]:
+    """A BOOKMARK object: the Kind's zero value with only the resourceVersion set (a
+    ResourceSlice's zero value serialises its required spec fields, as the capture shows)."""
+    mark: dict[str, Any] = {"kind": rtype.kind, "apiVersion": rtype.api_version(version),
+                            "metadata": {"resourceVersion": str(rv)}}
+    if rtype.kind == "ResourceSlice":
+        mark["spec"] = {"driver": "", "pool": {"name": "", "generation": 0,
+                                               "resourceSliceCount": 0}}
+    return mark
+
+
 def _json(body: Any, status: int = 200, warnings: list[str] | None = None) -> web.Response:
     resp = web.Response(body=json.dumps(body).encode(), status=status,
                         content_type="application/json")
@@ -267,8 +278,7 @@ class Handler:
                     event = await asyncio.wait_for(sub.queue.get(), wait)
                 except TimeoutError:
                     if bookmarks and loop.time() < deadline:
-                        mark = {"kind": rtype.kind, "apiVersion": rtype.api_version(
-                            target.version), "metadata": {"resourceVersion": str(self.store.rv)}}
+                        mark = _bookmark(rtype, target.version, self.store.rv)
                         await self._send(resp, "BOOKMARK", mark)
                     continue
                 if event.rv > last and visible(event):

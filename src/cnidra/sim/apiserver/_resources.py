@@ -33,7 +33,7 @@ class ResourceType:
         return f"{self.group}/{version}" if self.group else version
 
 
-_DRA = ("v1", "v1beta1")
+_DRA = ("v1", "v1beta1", "v1beta2")
 TYPES: tuple[ResourceType, ...] = (
     ResourceType(RESOURCE_GROUP, "resourceslices", "ResourceSlice", False, _DRA,
                  generation=True, fields=("spec.nodeName", "spec.driver")),

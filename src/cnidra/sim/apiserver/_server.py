@@ -25,7 +25,7 @@ class ApiServer:
     behaves like a 1.32/1.33 server. ``store`` is the in-process API over the same objects.
     """
 
-    def __init__(self, *, served: tuple[str, ...] = ("v1", "v1beta1"),
+    def __init__(self, *, served: tuple[str, ...] = ("v1", "v1beta1", "v1beta2"),
                  git_version: str = "v1.36.2", token: str | None = None,
                  bookmark_interval: float = 1.0, workdir: Path | None = None) -> None:
         self.store = Store(served)

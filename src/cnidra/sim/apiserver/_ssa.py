@@ -7,8 +7,8 @@
 * apply: a manager's entries are merged in; entries it owned and no longer applies are removed
   unless another manager still owns them (``devices: []`` removes only its own entries);
   changing a field another manager owns is a 409 unless ``force``;
-* update (merge/strategic/JSON patch, PUT): the list is taken as sent; the updater owns what it
-  changed; owners of removed entries lose them; managers left owning nothing disappear.
+* update (merge/strategic/JSON patch, PUT): the list is taken as sent; the updater owns the leaves it
+  changed (no ``.`` marker unless it added the entry); owners of removed entries lose them; managers left owning nothing disappear.
 
 Other parts of ``managedFields`` (metadata, spec, allocation) are kept untouched.
 """
@@ -273,8 +273,8 @@ def update_devices(
     my_index = managed.index(mine)
     for i, owned in enumerate(owners):
         for key, paths in changed.items():
-            if i == my_index:
-                owned.setdefault(key, set()).update(paths | {(".",)})
+            if i == my_index:  # changed leaves only ("." only for an entry it added)
+                owned.setdefault(key, set()).update(paths)
             elif key in owned:
                 owned[key] -= {p for p in paths if p[-1] != "."}
     meta["managedFields"] = _finish(managed, owners, set(after))

@@ -114,7 +114,8 @@ def _fieldset(value: Any) -> Any:
 class Store:
     """All objects of the stand-in. ``served`` lists the resource.k8s.io versions served."""
 
-    def __init__(self, served: tuple[str, ...] = ("v1", "v1beta1"), history: int = 4096) -> None:
+    def __init__(self, served: tuple[str, ...] = ("v1", "v1beta1", "v1beta2"),
+                 history: int = 4096) -> None:
         self.served = served
         self.rv = 1
         self.objects: dict[ResourceType, dict[tuple[str, str], dict[str, Any]]] = {}
