@@ -46,7 +46,7 @@ def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def fresh_claim() -> dict[str, Any]:
-    claim = copy.deepcopy(AFTER_SSA)
+    claim: dict[str, Any] = copy.deepcopy(AFTER_SSA)
     claim["status"].pop("devices")
     claim["metadata"]["managedFields"] = [mf for mf in claim["metadata"]["managedFields"]
                                           if mf["manager"] not in (DRIVER, OTHER)]

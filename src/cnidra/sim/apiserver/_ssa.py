@@ -7,8 +7,9 @@
 * apply: a manager's entries are merged in; entries it owned and no longer applies are removed
   unless another manager still owns them (``devices: []`` removes only its own entries);
   changing a field another manager owns is a 409 unless ``force``;
-* update (merge/strategic/JSON patch, PUT): the list is taken as sent; the updater owns the leaves it
-  changed (no ``.`` marker unless it added the entry); owners of removed entries lose them; managers left owning nothing disappear.
+* update (merge/strategic/JSON patch, PUT): the list is taken as sent; the updater owns the
+  leaves it changed (no ``.`` marker unless it added the entry); owners of removed entries
+  lose them; managers left owning nothing disappear.
 
 Other parts of ``managedFields`` (metadata, spec, allocation) are kept untouched.
 """
