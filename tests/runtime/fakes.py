@@ -15,6 +15,7 @@ from cnidra.kubelet import ClaimPreparer, HealthSource
 from cnidra.model.claims import ClaimRef, PrepareOutcome
 from cnidra.model.devices import DeviceHealth, Snapshot
 from cnidra.model.plan import Attachment, ClaimPlan
+from cnidra.nri import OnHook
 from cnidra.runtime import Metrics, Settings
 from cnidra.runtime._parts import (
     ClaimsPart,
@@ -198,9 +199,11 @@ class FakeKubelet:
 
 
 class FakeNRI:
-    def __init__(self, journal: Journal, handler: HandlerPart, *, quits: bool = False) -> None:
+    def __init__(self, journal: Journal, handler: HandlerPart, on_hook: OnHook,
+                 *, quits: bool = False) -> None:
         self.journal = journal
         self.handler = handler
+        self.on_hook = on_hook
         self.connected = False
         self.quits = quits
 
@@ -275,7 +278,8 @@ class FakeBuilder:
         self.kubelet_part = FakeKubelet(self.journal, claims)
         return self.kubelet_part
 
-    def nri(self, settings: Settings, handler: HandlerPart) -> NRIPart:
+    def nri(self, settings: Settings, handler: HandlerPart, metrics: Metrics) -> NRIPart:
         self._step("nri")
-        self.nri_part = FakeNRI(self.journal, handler, quits=self.nri_quits)
+        self.nri_part = FakeNRI(self.journal, handler, metrics.observe_hook,
+                                quits=self.nri_quits)
         return self.nri_part

@@ -212,7 +212,8 @@ async def test_metrics_from_wrappers_and_cni_observer() -> None:
     claims = b.kubelet_part.claims
     await claims.prepare([ClaimRef("default", "c1", "u1"), ClaimRef("default", "c2", "u2")])
     await claims.unprepare([ClaimRef("default", "c1", "u1")])
-    await d.handler.run_pod_sandbox(Sandbox("sb", "pu", "web", "default", "/run/netns/x"))
+    assert b.nri_part is not None
+    b.nri_part.on_hook("RunPodSandbox", "ok", 0.01)  # the NRI plugin reports each hook
     b.on_exec("macvlan", "ADD", "ok", 0.01)
     text = generate_latest(d.metrics.registry).decode()
     assert 'cnidra_kubelet_claims_total{call="prepare",outcome="ok"} 2.0' in text

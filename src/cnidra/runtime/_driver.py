@@ -167,7 +167,7 @@ class Driver:
         self.status = builder.status_writer(s, self.kube, self.metrics)
         self.tasks.start("status-writer", self.status.run())
         attacher = builder.attacher(s, self.claims, self.cni, self.status)
-        self.handler = ObservedHandler(attacher, self.metrics)
+        self.handler = ObservedHandler(attacher)
 
         self.inventory = builder.inventory(s)
         self.publisher = builder.publisher(s, self.kube)
@@ -178,7 +178,7 @@ class Driver:
         self.kubelet = builder.kubelet(s, ObservedClaims(self.claims, self.metrics),
                                        self.inventory)
         await self.kubelet.start()
-        self.nri = builder.nri(s, self.handler)
+        self.nri = builder.nri(s, self.handler, self.metrics)
         self.tasks.start("nri", self.nri.run())
         log.info("driver started: root tasks %s", ", ".join(self.tasks.names))
 

@@ -96,10 +96,11 @@ class ObservedClaims:
 
 
 class ObservedHandler:
-    """The NRI handler with ``cnidra_nri_hook_*`` metrics, pod log fields and a drainable
-    in-flight count."""
+    """The NRI handler with pod log fields and a drainable in-flight count; with ``metrics``
+    also ``cnidra_nri_hook_*`` (the driver leaves them to the NRI plugin's ``on_hook``, which
+    also sees a hook's deadline pass)."""
 
-    def __init__(self, inner: HandlerPort, metrics: Metrics,
+    def __init__(self, inner: HandlerPort, metrics: Metrics | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._inner = inner
         self._metrics = metrics
@@ -135,13 +136,18 @@ class ObservedHandler:
             with log_fields(**fields):
                 try:
                     value = await call()
+                except asyncio.CancelledError:
+                    outcome = "timeout"
+                    log.warning("%s cancelled", event)
+                    raise
                 except Exception as exc:
                     log.warning("%s failed: %s", event, exc)
                     raise
             outcome = "ok"
             return value
         finally:
-            self._metrics.observe_hook(event, outcome, self._clock() - start)
+            if self._metrics is not None:
+                self._metrics.observe_hook(event, outcome, self._clock() - start)
             self._in_flight -= 1
             if not self._in_flight:
                 self._idle.set()

@@ -14,6 +14,7 @@ from cnidra.errors import CnidraError
 from cnidra.inventory import Inventory
 from cnidra.kube import KubeClient, StatusWriter, connect
 from cnidra.kubelet import ClaimPreparer, HealthSource, KubeletPlugin
+from cnidra.nri import NRIPlugin
 from cnidra.publishing import Publisher
 from cnidra.runtime._metrics import Metrics
 from cnidra.runtime._parts import (
@@ -95,6 +96,6 @@ class ProductionBuilder:
             plugin_dir=settings.plugin_dir, rolling_update_pod_uid=settings.rolling_update_pod_uid,
         )
 
-    def nri(self, settings: Settings, handler: HandlerPart) -> NRIPart:
-        raise CnidraError("cnidra.nri.NRIPlugin is not available in this build yet: the NRI "
-                          "plugin cannot be wired")
+    def nri(self, settings: Settings, handler: HandlerPart, metrics: Metrics) -> NRIPart:
+        return NRIPlugin(handler, socket_path=settings.nri_socket, name=settings.nri_plugin_name,
+                         index=settings.nri_plugin_index, on_hook=metrics.observe_hook)
