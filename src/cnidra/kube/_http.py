@@ -48,6 +48,7 @@ class Transport:
         self.http = http
         self.timeout = timeout
         self.sent = 0  # requests sent (watch streams included)
+        self._warned: set[str] = set()
 
     async def send(
         self, method: str, path: str, *, params: Mapping[str, str] | None = None,
@@ -69,7 +70,11 @@ class Transport:
             raise KubeAPIError(f"{what}: {type(exc).__name__}: {exc}") from exc
         warnings = resp.headers.get_list("Warning")
         for text in warnings:
-            log.warning("API server warning for %s: %s", what, text)
+            if text not in self._warned and len(self._warned) < 256:  # each text once
+                self._warned.add(text)
+                log.warning("API server warning for %s: %s", what, text)
+            else:
+                log.debug("API server warning for %s: %s", what, text)
         if resp.status_code >= 400:
             raise map_error(resp.status_code, resp.text, what)
         try:
