@@ -148,6 +148,15 @@ class NRIRuntime:
             await plugin.client.close()
             await self._notify()
 
+    async def call_plugin(self, method: str, request: ProtoMessage, response_type: type[M]
+                          ) -> M:
+        """Call any Plugin method (tests: Shutdown, which containerd never sends, or methods
+        the plugin does not implement)."""
+        plugin = self._plugin
+        if plugin is None:
+            raise RuntimeError("no plugin connected")
+        return await self._call(plugin, method, request, response_type)
+
     async def send_raw(self, data: bytes, conn_id: int = 1) -> None:
         """Write raw bytes to the plugin as the payload of mux frames (tests: malformed input)."""
         plugin = self._plugin
