@@ -6,6 +6,7 @@ import asyncio
 import time
 from pathlib import Path
 
+import grpc
 from kubelet.kubeletkit import NODE, FakeHealth, MemoryReader, running_plugin
 
 from cnidra.kubelet._proto import health_v1alpha1_pb2
@@ -100,3 +101,26 @@ async def test_stop_ends_open_streams_without_waiting_for_grace(tmp_path: Path) 
         rest = await stream.read()
         assert not isinstance(rest, health_v1alpha1_pb2.NodeWatchResourcesResponse)
         assert stream.done()
+
+
+class BrokenHealth(FakeHealth):
+    async def wait_health(
+        self, version: int, timeout: float | None = None
+    ) -> tuple[int, list[DeviceHealth]]:
+        raise RuntimeError("netlink socket closed")
+
+
+async def test_a_failing_source_ends_the_stream_with_internal(tmp_path: Path) -> None:
+    async with running_plugin(tmp_path, MemoryReader(), health=BrokenHealth(START)) as (
+        plugin, _, c,
+    ):
+        stream = c.health.NodeWatchResources(REQ)
+        assert len((await read(stream)).devices) == 2
+        try:
+            await stream.read()
+        except grpc.aio.AioRpcError as exc:
+            assert exc.code() == grpc.StatusCode.INTERNAL
+            assert "netlink socket closed" in (exc.details() or "")
+        else:
+            raise AssertionError("the stream should have failed")
+        await until(lambda: plugin.health_streams == 0)

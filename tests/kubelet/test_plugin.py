@@ -291,3 +291,25 @@ async def test_not_a_socket_is_not_removed(tmp_path: Path) -> None:
     assert info.value.path == "plugin_dir"
     assert (tmp_path / "p" / "dra.sock").read_text() == "precious"
     assert plugin.state == "stopped"
+
+
+async def test_rolling_update_instances_share_the_flock(tmp_path: Path) -> None:
+    slow = SlowClaims()
+
+    def make(uid: str) -> KubeletPlugin:
+        return KubeletPlugin(driver=DRIVER, node_name="n", claims=slow,
+                             registry_dir=str(tmp_path / "r"), plugin_dir=str(tmp_path / "p"),
+                             rolling_update_pod_uid=uid)
+
+    old, new = make("pod-old"), make("pod-new")
+    assert old.paths.lock == new.paths.lock
+    assert {old.paths.dra, new.paths.dra} == {str(tmp_path / "p" / "dra-pod-old.sock"),
+                                              str(tmp_path / "p" / "dra-pod-new.sock")}
+    async with old, new, clients(old) as a, clients(new) as b:
+        calls = [stub.NodePrepareResources(v1_request(ClaimRef("ns", f"c{i}", f"u{i}")),
+                                           timeout=5)
+                 for i, stub in enumerate([a.v1, b.v1] * 3)]
+        answers = await asyncio.gather(*calls)
+        assert [list(x.claims) for x in answers] == [[f"u{i}"] for i in range(6)]
+    assert slow.max_active == 1
+    assert sorted(os.listdir(tmp_path / "r")) == []

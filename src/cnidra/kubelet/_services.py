@@ -274,6 +274,9 @@ class Health(health_v1alpha1_pb2_grpc.DRAResourceHealthServicer):
                     break
                 version, devices = got
                 yield self._message(devices)
+        except Exception as exc:
+            log.exception("health stream failed")
+            await context.abort(grpc.StatusCode.INTERNAL, f"device health unavailable: {exc}")
         finally:
             self.streams -= 1
             log.info("health stream closed (%d open)", self.streams)
