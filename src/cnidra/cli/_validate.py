@@ -27,11 +27,11 @@ from typing import Any
 import yaml
 
 from cnidra.cel import compile_selectors
-from cnidra.claims import DEFAULT_ALLOWED_PLUGIN_TYPES, AdminPolicy
+from cnidra.claims import AdminPolicy
 from cnidra.cni import parse_conflist
 from cnidra.errors import ConfigError
 from cnidra.model.claim_config import CNIConfig, CNIPolicyConfig, OpaqueConfig, parse_opaque
-from cnidra.runtime._settings import DEFAULT_DRIVER
+from cnidra.runtime import Settings
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -488,13 +488,13 @@ def register(subparsers: Any) -> None:
                     f"errors, {EXIT_UNREADABLE} when a file cannot be read.",
     )
     parser.add_argument("files", nargs="+", metavar="FILE", help="YAML or JSON file ('-': stdin)")
-    allowed = sorted(DEFAULT_ALLOWED_PLUGIN_TYPES)
-    parser.add_argument("--driver", default=DEFAULT_DRIVER,
+    defaults = Settings()
+    parser.add_argument("--driver", default=defaults.driver_name,
                         help="driver name of the opaque configs (default: %(default)s)")
     parser.add_argument("--allowed-plugins", type=_plugins,
-                        default=DEFAULT_ALLOWED_PLUGIN_TYPES, metavar="TYPE,...",
+                        default=frozenset(defaults.allowed_plugins), metavar="TYPE,...",
                         help="the node's allowed CNI plugin types (default: the driver's: "
-                             f"{','.join(allowed)})")
+                             f"{','.join(defaults.allowed_plugins)})")
     parser.add_argument("--no-require-master", action="store_true",
                         help="the node runs with --require-master-is-allocated=false")
     parser.set_defaults(func=run)
