@@ -113,6 +113,7 @@ def setup_logging(level: str = "info", fmt: str = "text", stream: IO[str] | None
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level_number(level))
-    for noisy in ("aiohttp.access", "httpx", "httpcore", "httpx2", "grpc"):
+    for noisy in ("aiohttp.access", "asyncio", "grpc", "httpcore", "httpcore2", "httpx",
+                  "httpx2", "pyroute2"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
     return handler
