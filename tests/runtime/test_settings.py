@@ -61,3 +61,35 @@ def test_bad_boolean_and_number_are_config_errors() -> None:
 def test_metrics_address_forms() -> None:
     assert Settings(metrics_address=":9177").metrics_host_port() == ("0.0.0.0", 9177)
     assert Settings(metrics_address="127.0.0.1:0").metrics_host_port() == ("127.0.0.1", 0)
+
+
+def test_boolean_flags_take_an_optional_value() -> None:
+    assert from_sources(parse("--cleanup-on-exit"), {}).cleanup_on_exit is True
+    assert from_sources(parse("--cleanup-on-exit=false"), {}).cleanup_on_exit is False
+    assert from_sources(parse(), {"CNIDRA_CLEANUP_ON_EXIT": "yes"}).cleanup_on_exit is True
+    assert from_sources(parse(), {}).cleanup_on_exit is False
+
+
+@pytest.mark.parametrize(
+    ("argv", "path"),
+    [
+        (("--log-level", "loud"), "log-level"),
+        (("--driver-name", "Not_A_Domain"), "driver-name"),
+        (("--shutdown-timeout", "0"), "shutdown-timeout"),
+        (("--inventory-poll-seconds", "-1"), "inventory-poll-seconds"),
+        (("--cni-bin-dirs", ","), "cni-bin-dirs"),
+    ],
+)
+def test_more_bad_settings_name_the_flag(argv: tuple[str, ...], path: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        from_sources(parse("--node-name", "n", *argv), {}).validate()
+    assert exc.value.path == path
+
+
+def test_help_names_environment_and_default() -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    text = " ".join(parser.format_help().split())
+    assert "[env CNIDRA_STATE_DIR; default: /var/lib/cnidra]" in text
+    assert "[env CNIDRA_CNI_BIN_DIRS; default: /opt/cni/bin,/usr/lib/cni]" in text
+    assert "CNIDRA_KUBECONFIG; default: none]" in text
