@@ -7,7 +7,8 @@ driver runs in a node namespace. Prints one JSON object per line:
 * ``once``: ``{"kind": "snapshot", ...}`` and exits;
 * ``watch``: the run loop; a ``snapshot`` line per published snapshot and a ``health`` line per
   health version, each stamped with ``time.monotonic()`` (one clock for the whole machine, so the
-  parent can measure from the moment it changed a link). SIGTERM cancels everything and prints
+  parent can measure from the moment it changed a link), and a ``scan`` line whenever the scan
+  count moved (polled every 10 ms). SIGTERM cancels everything and prints
   ``{"kind": "closed"}`` before exiting 0.
 """
 
@@ -53,8 +54,17 @@ async def watch(inv: Inventory) -> None:
                 {"device": h.device, "health": h.health.name, "message": h.message,
                  "since": h.since} for h in items])
 
+    async def scans() -> None:  # every scan, also those that changed nothing
+        seen = 0
+        while True:
+            await asyncio.sleep(0.01)
+            if inv.scan_count != seen:
+                seen = inv.scan_count
+                emit("scan", scans=seen)
+
     async with asyncio.TaskGroup() as group:
         group.create_task(inv.run())
+        group.create_task(scans())
         group.create_task(snapshots())
         group.create_task(health())
 
