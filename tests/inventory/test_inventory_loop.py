@@ -255,3 +255,24 @@ def test_bad_settings_name_the_field() -> None:
         Inventory(coalesce_seconds=-1)
     with pytest.raises(ConfigError, match="poll_seconds"):
         Inventory(poll_seconds=float("nan"))
+
+
+async def test_a_crashing_scan_does_not_end_run_and_one_run_at_a_time(world: World) -> None:
+    events = FakeEvents()
+    inv = make(world, events, min_interval=0.02)
+    calls = 0
+
+    def flaky() -> Snapshot:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise KeyError("IFLA_IFNAME")  # stands for a parsing bug
+        return world.scan()
+
+    inv._scan_fn = flaky
+    async with running(inv) as task:
+        await until(lambda: inv.current is not None)
+        assert not task.done()
+        with pytest.raises(RuntimeError, match="already running"):
+            await inv.run()
+    assert calls >= 2 and events.closed

@@ -81,6 +81,7 @@ class Inventory:
         self._health_signal: _Signal | None = None
         self._lock: asyncio.Lock | None = None
         self._scans = 0
+        self._running = False
         # seams for tests: the blocking scan and the event socket
         self._scan_fn: Callable[[], Snapshot] = functools.partial(
             scan_blocking, sysfs=sysfs, include_default_route_uplink=include_default_route_uplink,
@@ -133,11 +134,15 @@ class Inventory:
     async def run(self) -> None:
         """Root task: scan, then rescan on netlink events (coalesced, rate limited) and at least
         every ``poll_seconds``. Runs until cancelled; closes its socket on the way out. Failed
-        scans are logged and retried with capped backoff; only a socket that cannot be opened
-        or read ends it (``InventoryError``)."""
+        scans (also unexpected exceptions) are logged and retried with capped backoff; only an
+        event socket that cannot be opened or read ends it (``InventoryError``). One ``run()`` at
+        a time (``RuntimeError`` otherwise)."""
+        if self._running:
+            raise RuntimeError("Inventory.run() is already running")
         loop = asyncio.get_running_loop()
         schedule = ScanSchedule(self.coalesce_seconds, self.min_interval, self.poll_seconds)
         events = self._open_events()
+        self._running = True
         try:
             while True:
                 wait = schedule.deadline() - loop.time()
@@ -153,9 +158,13 @@ class Inventory:
                     schedule.finished(ok=False)
                     log.warning("interface scan failed (retry in %.1fs): %s",
                                 schedule.backoff(), exc)
+                except Exception:  # a bug in parsing must not stop the node's inventory
+                    schedule.finished(ok=False)
+                    log.exception("interface scan crashed (retry in %.1fs)", schedule.backoff())
                 else:
                     schedule.finished(ok=True)
         finally:
+            self._running = False
             events.close()
 
     # -- consumers ---------------------------------------------------------------------------
