@@ -8,6 +8,7 @@ with no devices publishes one slice with ``devices: []`` (the pool exists and is
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -101,11 +102,16 @@ def build_slices(
 
 # --- semantic comparison ------------------------------------------------------------------
 
-def _quantity(value: Any) -> Any:
+@functools.lru_cache(maxsize=1024)
+def _quantity_text(text: str) -> Any:
     try:
-        return parse_quantity(str(value)).value
+        return parse_quantity(text).value
     except ConfigError:
-        return value
+        return text
+
+
+def _quantity(value: Any) -> Any:
+    return _quantity_text(str(value))
 
 
 def _norm_capacity(cap: Mapping[str, Any]) -> dict[str, Any]:

@@ -11,11 +11,21 @@ decoder does (a Warning header, or a 400 with ``fieldValidation=Strict``).
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 V1 = "resource.k8s.io/v1"
 V1BETA1 = "resource.k8s.io/v1beta1"
+
+
+def clone(value: Any) -> Any:
+    """A deep copy of a JSON tree (dicts, lists, scalars): several times faster than the
+    generic deep copy, which matters for slices of 1024 devices."""
+    kind = type(value)
+    if kind is dict:
+        return {k: clone(v) for k, v in value.items()}
+    if kind is list:
+        return [clone(v) for v in value]
+    return value
 
 _EXACTLY_FIELDS = (
     "deviceClassName", "selectors", "allocationMode", "count", "adminAccess", "tolerations",
@@ -53,7 +63,7 @@ def _slice_to_storage(obj: dict[str, Any], version: str) -> list[str]:
 
 def to_storage(obj: dict[str, Any], version: str) -> tuple[dict[str, Any], list[str]]:
     """Convert a body sent in ``version`` to the v1 storage form; returns unknown-field paths."""
-    out = copy.deepcopy(obj)
+    out: dict[str, Any] = clone(obj)
     unknown: list[str] = []
     kind = str(out.get("kind", ""))
     if kind == "ResourceSlice":
@@ -77,7 +87,7 @@ def to_storage(obj: dict[str, Any], version: str) -> tuple[dict[str, Any], list[
 
 def from_storage(obj: dict[str, Any], version: str) -> dict[str, Any]:
     """Convert a stored v1 object to ``version`` (a deep copy)."""
-    out = copy.deepcopy(obj)
+    out: dict[str, Any] = clone(obj)
     if not str(out.get("apiVersion", "")).startswith("resource.k8s.io/"):
         return out
     if version != V1BETA1:  # v1beta2 has the v1 shape

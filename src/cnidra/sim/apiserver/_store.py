@@ -7,7 +7,6 @@ synchronous and run on the event loop's thread; watchers get events through ``su
 from __future__ import annotations
 
 import asyncio
-import copy
 import secrets
 import uuid
 from collections import deque
@@ -17,7 +16,7 @@ from typing import Any
 
 from cnidra.errors import KubeAPIError
 from cnidra.sim.apiserver import _errors as err
-from cnidra.sim.apiserver._convert import from_storage, to_storage
+from cnidra.sim.apiserver._convert import clone, from_storage, to_storage
 from cnidra.sim.apiserver._patch import APPLY, JSON_PATCH, json_patch, merge_patch
 from cnidra.sim.apiserver._quantity import canonical_quantity
 from cnidra.sim.apiserver._resources import (
@@ -140,7 +139,7 @@ class Store:
         return obj
 
     def _out(self, rtype: ResourceType, obj: dict[str, Any], version: str) -> dict[str, Any]:
-        return from_storage(obj, rtype.api_version(version)) if rtype.group else copy.deepcopy(obj)
+        return from_storage(obj, rtype.api_version(version)) if rtype.group else clone(obj)
 
     def _commit(self, rtype: ResourceType, obj: dict[str, Any], kind: str) -> None:
         self.rv += 1
@@ -151,7 +150,7 @@ class Store:
             self._bucket(rtype).pop(key, None)
         else:
             self._bucket(rtype)[key] = obj
-        event = WatchEvent(kind, rtype, copy.deepcopy(obj), self.rv)
+        event = WatchEvent(kind, rtype, clone(obj), self.rv)
         self.history.append(event)
         for sub in list(self.subscribers):
             sub.queue.put_nowait(event)
@@ -161,7 +160,7 @@ class Store:
         warnings: list[str] = []
         body = {**body, "kind": rtype.kind, "apiVersion": rtype.api_version(version)}
         obj, unknown = to_storage(body, rtype.api_version(version)) if rtype.group else (
-            copy.deepcopy(body), [])
+            clone(body), [])
         if unknown and strict:
             listed = ", ".join(f'unknown field "{u}"' for u in unknown)
             raise err.bad_request(f'{rtype.kind} in version "{version}" cannot be handled as a '
@@ -247,7 +246,7 @@ class Store:
         api_version = str(obj.get("apiVersion", "v1"))
         group, _, version = api_version.rpartition("/")
         rtype = next(t for t in TYPES if t.group == group and t.kind == obj.get("kind"))
-        stored, _ = to_storage(obj, api_version) if group else (copy.deepcopy(obj), [])
+        stored, _ = to_storage(obj, api_version) if group else (clone(obj), [])
         _normalise(stored)
         self._commit(rtype, stored, "ADDED")
         return self._out(rtype, stored, version)
@@ -263,7 +262,7 @@ class Store:
         sent_rv = (obj.get("metadata") or {}).get("resourceVersion")
         if sent_rv and sent_rv != old["metadata"]["resourceVersion"]:
             raise err.stale(rtype.plural, rtype.group, name)
-        new = copy.deepcopy(old)
+        new = clone(old)
         if subresource == "status":
             new["status"] = obj.get("status") or {}
         else:
@@ -350,7 +349,7 @@ class Store:
     def delete(self, resource: str, name: str, namespace: str | None = None, *,
                version: str = "v1") -> dict[str, Any]:
         rtype = self.resolve(resource, version)
-        old = copy.deepcopy(self._stored(rtype, name, namespace))
+        old = clone(self._stored(rtype, name, namespace))
         self._commit(rtype, old, "DELETED")
         return self._out(rtype, old, version)
 
@@ -360,7 +359,7 @@ class Store:
         rtype = self.resolve(resource, version)
         gone = self.select(rtype, namespace, label_selector, field_selector, version)
         for obj in gone:
-            self._commit(rtype, copy.deepcopy(obj), "DELETED")
+            self._commit(rtype, clone(obj), "DELETED")
         listed = self.list(resource, namespace, version=version)
         listed["items"] = [self._out(rtype, o, version) for o in gone]
         return listed
@@ -380,7 +379,7 @@ class Store:
 
 def _same(old: dict[str, Any], new: dict[str, Any]) -> bool:
     def strip(o: dict[str, Any]) -> dict[str, Any]:
-        o = copy.deepcopy(o)
+        o = clone(o)
         for mf in o.get("metadata", {}).get("managedFields") or []:
             mf.pop("time", None)
         o.get("metadata", {}).pop("resourceVersion", None)
