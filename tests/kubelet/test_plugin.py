@@ -123,7 +123,7 @@ async def test_prepare_32_claims_in_one_call(tmp_path: Path) -> None:
         assert all(r.error == "" and len(r.devices) == 1 for r in resp.claims.values())
         assert len(state.plans_for_pod("pod3")) == 8
     ((name, outcome, seconds, count),) = calls
-    assert (name, outcome, count) == ("NodePrepareResources", "ok", 32)
+    assert (name, outcome, count) == ("prepare", "ok", 32)
     assert 0 < seconds < 45
 
 
@@ -149,7 +149,7 @@ async def test_claim_problems_are_per_claim_errors(tmp_path: Path) -> None:
     assert "the API server has UID new-uid" in resp.claims["old-uid"].error
     assert "spec.devices.config[0].opaque.parameters.ifName" in resp.claims["bad"].error
     assert resp.claims["empty-name"].error.startswith("claims[4]: name must not be empty")
-    assert calls[0][1] == "claim_error"
+    assert calls == [("prepare", "error", calls[0][2], 5)]
 
 
 async def test_unprepare_after_delete_twice_and_still_attached(tmp_path: Path) -> None:
@@ -218,8 +218,10 @@ class SlowClaims:
 
 
 async def test_state_errors_fail_each_claim_and_bugs_fail_the_call(tmp_path: Path) -> None:
+    calls: list[tuple[str, str, float, int]] = []
     plugin = KubeletPlugin(driver=DRIVER, node_name="n", claims=ExplodingClaims(),
-                           registry_dir=str(tmp_path / "r"), plugin_dir=str(tmp_path / "p"))
+                           registry_dir=str(tmp_path / "r"), plugin_dir=str(tmp_path / "p"),
+                           on_call=lambda *a: calls.append(a))
     async with plugin, clients(plugin) as c:
         r = ClaimRef("ns", "a", "ua")
         resp = await c.v1.NodePrepareResources(v1_request(r), timeout=5)
@@ -228,6 +230,9 @@ async def test_state_errors_fail_each_claim_and_bugs_fail_the_call(tmp_path: Pat
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await c.v1.NodeUnprepareResources(v1_unprepare(r), timeout=5)
         assert info.value.code() == grpc.StatusCode.INTERNAL
+        assert info.value.details() == "NodeUnprepareResources: internal error: bug"
+    assert [(c[0], c[1], c[3]) for c in calls] == [("prepare", "error", 1),
+                                                   ("unprepare", "error", 1)]
 
 
 async def test_calls_are_serialized_and_time_limited(tmp_path: Path) -> None:

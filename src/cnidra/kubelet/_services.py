@@ -32,10 +32,12 @@ from cnidra.model.devices import DeviceHealth
 
 log = logging.getLogger("cnidra.kubelet")
 
-PREPARE = "NodePrepareResources"
-UNPREPARE = "NodeUnprepareResources"
+PREPARE = "prepare"
+UNPREPARE = "unprepare"
+_METHODS = {PREPARE: "NodePrepareResources", UNPREPARE: "NodeUnprepareResources"}
 OnCall = Callable[[str, str, float, int], None]
-"""``(call, outcome, seconds, claims)``; outcome is ``ok``, ``claim_error`` or ``rpc_error``."""
+"""``(call, outcome, seconds, claims)`` once per call, as ``docs/metrics.md`` labels them: call
+``prepare``/``unprepare``, outcome ``ok``, or ``error`` when any claim (or the call) failed."""
 
 
 class ClaimPreparer(Protocol):
@@ -123,9 +125,10 @@ class Core:
         run: Callable[[], Awaitable[None]], fail_all: Callable[[str], None],
         errors: Callable[[], Mapping[str, str]],
     ) -> None:
+        label, name = name, _METHODS[name]
         start = time.monotonic()
         budget = self._budget(context)
-        outcome = "rpc_error"
+        outcome = "error"
         try:
             try:
                 async with asyncio.timeout(budget):
@@ -139,7 +142,7 @@ class Core:
             failed = {uid: e for uid, e in errors().items() if e}
             for uid, error in failed.items():
                 log.warning("%s: claim %s: %s", name, uid, error)
-            outcome = "claim_error" if failed else "ok"
+            outcome = "error" if failed else "ok"
             log.info("%s: %d claim(s), %d failed, %.1f ms", name, count, len(failed),
                      (time.monotonic() - start) * 1000)
         except Exception as exc:
@@ -148,7 +151,7 @@ class Core:
         finally:
             if self._on_call is not None:
                 try:
-                    self._on_call(name, outcome, time.monotonic() - start, count)
+                    self._on_call(label, outcome, time.monotonic() - start, count)
                 except Exception:
                     log.exception("on_call hook failed")
 
