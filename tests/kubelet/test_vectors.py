@@ -15,6 +15,12 @@ from google.protobuf import message as pb_message
 from kubelet.kubeletkit import MemoryReader, running_plugin
 
 from cnidra.kubelet import socket_paths
+from cnidra.kubelet._convert import (
+    prepare_response_v1,
+    prepare_response_v1beta1,
+    unprepare_response_v1,
+    unprepare_response_v1beta1,
+)
 from cnidra.kubelet._proto import (
     dra_v1_pb2,
     dra_v1beta1_pb2,
@@ -22,6 +28,7 @@ from cnidra.kubelet._proto import (
     pluginregistration_pb2,
 )
 from cnidra.kubelet._services import Registration
+from cnidra.model.claims import PreparedDevice, PrepareOutcome
 from support import SHARED
 
 VECTORS = SHARED / "protocol" / "vectors" / "kubelet-1.36.2"
@@ -142,3 +149,29 @@ async def test_answer_the_real_requests(tmp_path: Path) -> None:
                 async for _ in stream(b"", timeout=5):
                     pass
             assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+@pytest.mark.parametrize("name", [
+    "04-prepare-v1-one-claim", "05-prepare-v1-claim-error", "10-prepare-v1beta1-one-claim",
+])
+def test_our_prepare_encoding_is_byte_identical_to_the_accepted_reply(name: str) -> None:
+    vec = vector(name)
+    outcomes = {
+        uid: PrepareOutcome(
+            tuple(PreparedDevice(tuple(d["request_names"]), d["pool_name"], d["device_name"],
+                                 share_id=d.get("share_id")) for d in answer.get("devices", [])),
+            answer.get("error", ""),
+        )
+        for uid, answer in vec["response"]["decoded"]["claims"].items()
+    }
+    build = prepare_response_v1 if "v1-" in name else prepare_response_v1beta1
+    assert build(outcomes).SerializeToString() == (
+        VECTORS / vec["response"]["file"]).read_bytes()
+
+
+@pytest.mark.parametrize("name", ["07-unprepare-v1-one-claim", "11-unprepare-v1beta1-one-claim"])
+def test_our_unprepare_encoding_is_byte_identical_to_the_accepted_reply(name: str) -> None:
+    vec = vector(name)
+    errors = {uid: "" for uid in vec["response"]["decoded"]["claims"]}
+    build = unprepare_response_v1 if "v1-" in name else unprepare_response_v1beta1
+    assert build(errors).SerializeToString() == (VECTORS / vec["response"]["file"]).read_bytes()
