@@ -93,7 +93,7 @@ def test_plain_pci_nic(tmp_path: Path) -> None:
     facts = read_sysfs(tmp_path, "ens1f0")
     assert facts.present and not facts.virtual
     assert facts.pci_address == "0000:3b:00.0"
-    assert (facts.pci_vendor, facts.pci_device) == ("15b3", "1017")
+    assert (facts.pci_vendor, facts.pci_device) == ("0x15b3", "0x1017")
     assert facts.driver == "mlx5_core"
     assert facts.numa_node == 1
     assert facts.pcie_root == "pci0000:3a"
@@ -124,7 +124,7 @@ def test_virtio_nic_takes_pci_identity_from_its_parent_function(tmp_path: Path) 
     facts = read_sysfs(tmp_path, "eth0")
     assert facts.driver == "virtio_net"  # the net device's own driver, not the transport's
     assert facts.pci_address == "0000:00:03.0"
-    assert (facts.pci_vendor, facts.pci_device) == ("1af4", "1041")
+    assert (facts.pci_vendor, facts.pci_device) == ("0x1af4", "0x1041")
     assert facts.pcie_root == "pci0000:00"
     assert not facts.virtual
 
@@ -147,7 +147,7 @@ def test_sriov_pf_with_vfs_and_vf_with_pf(tmp_path: Path) -> None:
     vf1 = read_sysfs(tmp_path, "ens2f0v1")
     assert vf1.sriov_pf == "ens2f0"
     assert vf1.sriov_vf_index == 1
-    assert vf1.driver == "iavf" and vf1.pci_device == "154c"
+    assert vf1.driver == "iavf" and vf1.pci_device == "0x154c"
     assert vf1.pci_address == "0000:5e:02.1" and vf1.pcie_root == "pci0000:5d"
     assert vf1.sriov_total_vfs is None
 

@@ -10,7 +10,7 @@ Layout read (``<root>`` is normally ``/sys``)::
     <root>/class/net/<if>/speed           Mb/s; -1 or unreadable (link down) -> None
     <root>/class/net/<if>/device          -> the backing device (a PCI function, or virtioN)
     <device>/driver                       -> …/drivers/<name>
-    <pci>/vendor, device                  0x8086 -> "8086"
+    <pci>/vendor, device                  as read, lowered: "0x8086"
     <pci>/numa_node                       -1 -> None
     <pci>/sriov_totalvfs, sriov_numvfs    on an SR-IOV PF
     <pci>/physfn                          on a VF: -> the PF's PCI function, whose net/ names the PF
@@ -75,8 +75,7 @@ def _resolve(path: Path) -> Path | None:
 
 
 def _hex_id(path: Path) -> str:
-    text = _read(path).lower()
-    return text[2:] if text.startswith("0x") else text
+    return _read(path).lower()
 
 
 def _sorted_names(path: Path) -> list[str]:
