@@ -57,6 +57,10 @@ class Node:
     kubelet: KubeletStandIn
     runtime: NRIRuntime
 
+    @property
+    def version(self) -> str:
+        return self.api.store.served[0]
+
     async def get(self, path: str) -> tuple[int, str]:
         return await http_get_in_netns(self.path, "127.0.0.1", self.driver.metrics_port, path)
 
@@ -89,8 +93,10 @@ def short_dir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.fixture
-async def node(netns: Callable[[str], str], short_dir: Path) -> AsyncIterator[Node]:
+@pytest.fixture(params=["v1", "v1beta1"])
+async def node(request: pytest.FixtureRequest, netns: Callable[[str], str], short_dir: Path
+               ) -> AsyncIterator[Node]:
+    """``v1beta1``: a 1.32/1.33-like API server serving resource.k8s.io v1beta1 only."""
     name = f"node-{os.getpid()}-{uuid.uuid4().hex[:4]}"
     ns, lan = netns("cnd"), netns("cnl")
     ns_path = f"/run/netns/{ns}"
@@ -101,15 +107,17 @@ async def node(netns: Callable[[str], str], short_dir: Path) -> AsyncIterator[No
     ip("link", "set", "eth1", "up", netns=ns)
     ip("link", "set", tmp_b, "up", netns=lan)
 
-    api = ApiServer(workdir=short_dir)
+    api = ApiServer(workdir=short_dir, served=(request.param,))
     await api.start()
     try:
         url = await serve_api_in_netns(api, ns_path)
         kubeconfig = write_kubeconfig(api, url, short_dir / "node.kubeconfig")
         api.store.create("nodes", {"apiVersion": "v1", "kind": "Node",
                                    "metadata": {"name": name}})
-        api.store.create("deviceclasses.resource.k8s.io",
-                         yaml.safe_load((MANIFESTS / "deviceclass.yaml").read_text()))
+        device_class = yaml.safe_load((MANIFESTS / "deviceclass.yaml").read_text())
+        device_class["apiVersion"] = f"resource.k8s.io/{request.param}"
+        api.store.create("deviceclasses.resource.k8s.io", device_class,
+                         version=request.param)
         paths = DriverPaths.under(short_dir / "n")
         port = free_port_in_netns(ns_path)
         driver = DriverProcess(netns=ns, node_name=name, kubeconfig=kubeconfig, paths=paths,
@@ -134,7 +142,8 @@ async def node(netns: Callable[[str], str], short_dir: Path) -> AsyncIterator[No
 
 def our_slices(node: Node) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = node.api.store.list(
-        SLICES, field_selector=f"spec.nodeName={node.name},spec.driver={DRIVER}")["items"]
+        SLICES, field_selector=f"spec.nodeName={node.name},spec.driver={DRIVER}",
+        version=node.version)["items"]
     return items
 
 
@@ -143,10 +152,14 @@ def allocate(node: Node, pod_uid: str) -> dict[str, Any]:
     template = next(d for d in yaml.safe_load_all((MANIFESTS / "demo.yaml").read_text())
                     if d["kind"] == "ResourceClaimTemplate")
     spec = copy.deepcopy(template["spec"]["spec"])
-    spec["devices"]["requests"][0]["exactly"].pop("adminAccess")
-    body = {"apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaim",
+    request = spec["devices"]["requests"][0]
+    request["exactly"].pop("adminAccess")
+    if node.version == "v1beta1":  # no ``exactly`` in v1beta1: the fields sit on the request
+        request.update(request.pop("exactly"))
+    body = {"apiVersion": f"resource.k8s.io/{node.version}", "kind": "ResourceClaim",
             "metadata": {"name": "web-net", "namespace": "default"}, "spec": spec}
-    claim: dict[str, Any] = node.api.store.create(CLAIMS, body, "default").obj
+    claim: dict[str, Any] = node.api.store.create(CLAIMS, body, "default",
+                                                  version=node.version).obj
     config = [{"source": "FromClaim", **c} for c in spec["devices"]["config"]]
     claim["status"] = {
         "allocation": {"devices": {
@@ -156,7 +169,8 @@ def allocate(node: Node, pod_uid: str) -> dict[str, Any]:
         "reservedFor": [{"resource": "pods", "name": "web", "uid": pod_uid}],
     }
     written: dict[str, Any] = node.api.store.update(CLAIMS, claim, "default",
-                                                    subresource="status").obj
+                                                    subresource="status",
+                                                    version=node.version).obj
     return written
 
 
@@ -192,6 +206,7 @@ async def test_driver_process_end_to_end(node: Node, netns: Callable[[str], str]
     ref = ClaimRef("default", "web-net", claim["metadata"]["uid"])
     outcomes = await node.kubelet.prepare([ref])
     assert outcomes[ref.uid].error == ""
+    assert f"resource.k8s.io/{node.version}" in node.driver.log_text()
     assert [(d.pool_name, d.device_name) for d in outcomes[ref.uid].devices] == [
         (node.name, "eth1")]
 
@@ -205,7 +220,7 @@ async def test_driver_process_end_to_end(node: Node, netns: Callable[[str], str]
     assert address.startswith("10.10.1.") and address.endswith("/24")
 
     def reported() -> dict[str, Any] | None:
-        got = node.api.store.get(CLAIMS, "web-net", "default")
+        got = node.api.store.get(CLAIMS, "web-net", "default", version=node.version)
         devices = (got.get("status") or {}).get("devices") or []
         return devices[0] if devices and devices[0].get("networkData") else None
 
