@@ -122,9 +122,11 @@ def row(label: str, values: list[float]) -> str:
 
 async def bench(n: int, pods: int, tag: str, parent: str, tmp: str) -> None:
     net = f"bench-{tag}"
-    plugin_conf: dict[str, object] = {"type": "macvlan", "master": parent, "mode": "bridge",
-                   "ipam": {"type": "host-local", "dataDir": f"{tmp}/leases",
-                            "ranges": [[{"subnet": "198.18.0.0/20"}]]}}
+    plugin_conf: dict[str, object] = {
+        "type": "macvlan", "master": parent, "mode": "bridge",
+        "ipam": {"type": "host-local", "dataDir": f"{tmp}/leases",
+                 "ranges": [[{"subnet": "198.18.0.0/20"}]]},
+    }
     conflist = json.dumps({"cniVersion": "1.0.0", "name": net, "plugins": [plugin_conf]},
                           sort_keys=True, separators=(",", ":")).encode()
     state = MemState()

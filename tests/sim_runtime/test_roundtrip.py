@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from nri.nrikit import Recorder
 
-from cnidra.errors import CNIError
+from cnidra.errors import CNIError, NRIError
 from cnidra.nri import PLUGIN_SERVICE, RUNTIME_SERVICE, NRIPlugin, api
 from cnidra.sim.runtime import NRIRuntime, PodHookError, SimPod
 from cnidra.ttrpc import Call, Client, Code, Mux, Server, TTRPCError
@@ -166,12 +166,60 @@ async def test_the_runtime_refusing_registration_ends_run(sock_dir: Path) -> Non
     plugin = NRIPlugin(Recorder(), socket_path=runtime.socket_path)
     plugin.name = "bad name"
     try:
-        with pytest.raises(Exception, match="refused to register plugin 50-bad name"):
+        with pytest.raises(NRIError, match="refused to register plugin 50-bad name"):
             async with asyncio.timeout(5):
                 await plugin.run()
         assert not plugin.connected
     finally:
         await runtime.close()
+
+
+async def test_the_plugin_waits_for_a_runtime_that_is_not_there_yet(sock_dir: Path) -> None:
+    rec = Recorder()
+    runtime = NRIRuntime(str(sock_dir / "nri.sock"))
+    plugin = NRIPlugin(rec, socket_path=runtime.socket_path, reconnect_min=0.05,
+                       reconnect_max=0.1)
+    task = asyncio.create_task(plugin.run())
+    try:
+        await asyncio.sleep(0.3)  # a few refused connects, with backoff
+        assert (plugin.connected, task.done()) == (False, False)
+        with pytest.raises(RuntimeError, match="already running"):
+            await plugin.run()
+        await runtime.start()
+        await runtime.wait_for_plugin()
+        assert plugin.connected and plugin.registrations == 1
+    finally:
+        await plugin.stop()
+        async with asyncio.timeout(5):
+            await task
+        await runtime.close()
+
+
+async def test_a_slow_synchronize_clean_up_goes_on_in_the_background(sock_dir: Path) -> None:
+    rec = SlowSync()
+    async with NRIRuntime(str(sock_dir / "nri.sock"), request_timeout=0.5) as runtime:
+        plugin = NRIPlugin(rec, socket_path=runtime.socket_path)
+        task = asyncio.create_task(plugin.run())
+        try:
+            await runtime.wait_for_plugin()  # answered before the clean-up finished
+            assert not rec.done.is_set()
+            async with asyncio.timeout(5):
+                await rec.done.wait()
+            assert runtime.plugin_ready and runtime.disconnects == []
+        finally:
+            await plugin.stop()
+            async with asyncio.timeout(5):
+                await task
+
+
+@dataclass
+class SlowSync(Recorder):
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def synchronize(self, live_sandboxes: Collection[str]) -> int:
+        await asyncio.sleep(0.6)
+        self.done.set()
+        return 0
 
 
 async def test_no_plugin_means_the_pod_goes_on(sock_dir: Path) -> None:

@@ -79,6 +79,7 @@ class NRIPlugin:
         self._hook_margin = hook_margin
         self._on_hook = on_hook
         self._connected = False
+        self._running = False
         self._stopping = asyncio.Event()
         self._mux: Mux | None = None
         self._background: set[asyncio.Task[Any]] = set()
@@ -95,6 +96,15 @@ class NRIPlugin:
     async def run(self) -> None:
         """Serve runtime connections until ``stop()``; raises ``NRIError`` if the runtime
         refuses our registration."""
+        if self._running:
+            raise RuntimeError("NRIPlugin.run() is already running")
+        self._running = True
+        try:
+            await self._run()
+        finally:
+            self._running = False
+
+    async def _run(self) -> None:
         low, high = self._reconnect
         delay = low
         while not self._stopping.is_set():

@@ -104,15 +104,19 @@ class NRIRuntime:
 
     async def close(self) -> None:
         """Stop listening and drop the plugin (the runtime never calls Shutdown)."""
-        if self._server is not None:
-            self._server.close()
-            self._server = None
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
         await self.disconnect_plugin("runtime stopped")
         sessions = list(self._sessions)
         for task in sessions:
             task.cancel()
         if sessions:
             await asyncio.gather(*sessions, return_exceptions=True)
+        if server is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2.0):
+                    await server.wait_closed()
         await asyncio.to_thread(Path(self.socket_path).unlink, missing_ok=True)
 
     async def restart(self) -> None:
