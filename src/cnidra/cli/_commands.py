@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from cnidra.cli import _cni, _driver, _explain, _inspect, _validate
+from cnidra.cli import _cni, _demo, _driver, _explain, _inspect, _validate
 
-ALL: tuple[ModuleType, ...] = (_driver, _cni, _validate, _explain, _inspect)
+ALL: tuple[ModuleType, ...] = (_demo, _driver, _cni, _validate, _explain, _inspect)

@@ -244,6 +244,7 @@ class Cluster:
         self.failed: dict[str, PodFailure] = {}
         self.deployments: dict[str, dict[str, Any]] = {}
         self.started_at = 0.0
+        self.saved_logs: Path | None = None
         self._started = False
         self._stopped = False
 
@@ -252,13 +253,30 @@ class Cluster:
     async def __aenter__(self) -> Cluster:
         try:
             await self.start()
-        except BaseException:
+        except BaseException as exc:
+            if not isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
+                await asyncio.to_thread(self.save_logs)
             await self.stop()
             raise
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: object) -> None:
+        if exc is not None and not isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
+            await asyncio.to_thread(self.save_logs)
         await self.stop()
+
+    def save_logs(self) -> Path | None:
+        """Copy the drivers' logs out of the work dir (which ``stop`` removes); the copy's dir."""
+        logs = [(n.name, n.paths.log) for n in self.nodes.values() if n.paths.log.exists()]
+        if not logs:
+            return None
+        target = self.work_root / f"cnidra-sim-logs-{self.fabric.run_id}"
+        target.mkdir(parents=True, exist_ok=True)
+        for name, path in logs:
+            shutil.copyfile(path, target / f"{name}.driver.log")
+        self.saved_logs = target
+        return target
 
     async def start(self) -> None:
         """Build everything and wait until every node's driver is registered with its kubelet,
@@ -319,12 +337,16 @@ class Cluster:
                                                     "and the runtime")) from None
 
     def _driver_trouble(self, node: SimNode, what: str) -> str:
-        tail = node.driver.log_tail(15) if node.driver is not None else ""
-        code = node.driver.returncode if node.driver is not None else None
-        state = f"exited with {code}" if code is not None else f"running, pid {node.driver.pid}" \
-            if node.driver is not None else "not started"
+        """One line: what the node's driver failed to do, its state and its last log line."""
+        driver = node.driver
+        if driver is None:
+            return f"node {node.name}: the driver {what} (not started)"
+        state = (f"exited with {driver.returncode}" if driver.returncode is not None
+                 else f"still running as pid {driver.pid}")
+        lines = [ln.strip() for ln in driver.log_tail(20).splitlines() if ln.strip()]
+        last = f"; last log line: {lines[-1][:300]}" if lines else "; it logged nothing"
         return (f"node {node.name}: the driver {what} within {self.start_timeout:g}s "
-                f"({state}); log {node.paths.log}:\n{tail}")
+                f"({state}){last}")
 
     async def wait_published(self) -> None:
         """Until every node's slice lists the node's interfaces."""
@@ -550,9 +572,8 @@ class Cluster:
                 pod, ref = waiting[0]
                 node = self.nodes[pod.node]
                 raise ClusterError(f"claim {ref.namespace}/{ref.name} of pod {pod.name}: no "
-                                   f"Ready status.devices from the driver within "
-                                   f"{self.pod_timeout:g}s ({len(waiting)} claims waiting); "
-                                   f"driver log {node.paths.log}")
+                                   f"Ready status.devices from the driver on {node.name} within "
+                                   f"{self.pod_timeout:g}s ({len(waiting)} claims waiting)")
             await asyncio.sleep(0.05)
 
     def _claim_ready(self, ref: ClaimRef) -> bool:

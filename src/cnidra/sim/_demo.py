@@ -1,0 +1,456 @@
+"""The demo scenario on the embedded cluster, and the kubectl-like report it prints.
+
+``run_demo`` builds a :class:`~cnidra.sim._cluster.Cluster`, creates the manifests (the talk's
+demo by default), scales the Deployment up, shows what a user would check with kubectl
+(slices, claims, pods with their secondary interface read from the pod's namespace, one
+claim's ``status.devices``, a ping between two pods over that interface), scales down to 0 and
+checks that nothing is left. Every check feeds :class:`DemoResult`; the rendering functions
+are pure (tests call them on objects from a store).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+
+from cnidra.errors import CnidraError, ConfigError
+from cnidra.model.devices import Health
+from cnidra.sim._cluster import DRIVER, Cluster, Leftovers, RunningPod, ScaleResult
+from cnidra.sim._fabric import NodeSpec
+from cnidra.sim._manifests import MANIFESTS, ManifestSet, default_manifests, load
+
+_TALK = MANIFESTS / "v1" / "demo.yaml"
+
+
+class DemoError(CnidraError):
+    """The demo could not run to its end (the message is one line and names the cause)."""
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """What ``cnidra demo`` was asked for. Empty ``manifests``: the embedded talk demo."""
+
+    manifests: tuple[Path, ...] = ()
+    api_version: str = "v1"
+    replicas: int | None = None
+    keep: bool = False
+    nodes: tuple[NodeSpec, ...] = (NodeSpec("kind-worker", ("eth0", "eth1")),
+                                   NodeSpec("kind-worker2", ("eth0",)))
+    driver_args: tuple[str, ...] = ()
+
+
+@dataclass
+class PodView:
+    """One pod as the report shows it."""
+
+    name: str
+    node: str
+    phase: str
+    interface: str = ""
+    address: str = ""
+    mac: str = ""
+    health: str = ""
+    reason: str = ""
+
+
+@dataclass
+class DemoResult:
+    """Figures and verdicts of one run (``ok``: every check passed)."""
+
+    pods: list[PodView] = field(default_factory=list)
+    by_node: dict[str, int] = field(default_factory=dict)
+    pending: dict[str, str] = field(default_factory=dict)  # pod -> scheduler's reason
+    claims_ready: int = 0
+    claims_total: int = 0
+    ping: tuple[bool, str] | None = None
+    leftovers: Leftovers | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def addresses(self) -> list[str]:
+        return [p.address for p in self.pods if p.address]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def select_manifests(options: DemoOptions) -> tuple[ManifestSet, list[str]]:
+    """The manifests to run and how to name them. Without a workload the talk's Deployment
+    runs, pointed at the manifests' only ResourceClaimTemplate when there is exactly one."""
+    if options.manifests:
+        manifests = load(list(options.manifests))
+        shown = [str(p) for p in options.manifests]
+    else:
+        paths = default_manifests(options.api_version)
+        manifests = load(paths)
+        shown = [f"<builtin>/{p.relative_to(MANIFESTS)}" for p in paths]
+    if not any(w.get("kind") == "Deployment" for w in manifests.workloads):
+        talk = next(w for w in load([_TALK]).workloads if w.get("kind") == "Deployment")
+        templates = manifests.of_kind("ResourceClaimTemplate")
+        if len(templates) == 1:
+            name = templates[0]["metadata"]["name"]
+            for entry in talk["spec"]["template"]["spec"].get("resourceClaims") or []:
+                entry["resourceClaimTemplateName"] = name
+        manifests.workloads.append(talk)
+        shown.append("<builtin>/v1/demo.yaml (Deployment only)")
+    if options.replicas is not None:
+        if options.replicas < 0:
+            raise ConfigError("must not be negative", "replicas")
+        for workload in manifests.workloads:
+            if workload.get("kind") == "Deployment":
+                workload.setdefault("spec", {})["replicas"] = options.replicas
+    return manifests, shown
+
+
+# --- rendering (pure) -----------------------------------------------------------------------
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """kubectl's plain table: upper-case headers, columns padded to the widest cell + 3."""
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    lines = ["   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+             for row in [list(headers), *rows]]
+    return "\n".join(lines)
+
+
+def _attr(device: Mapping[str, Any], name: str) -> str:
+    attrs = device.get("attributes") or device.get("basic", {}).get("attributes") or {}
+    value = attrs.get(name) or attrs.get(f"{DRIVER}/{name}") or {}
+    found = next((v for k, v in value.items() if k in ("string", "int", "bool", "version")), "")
+    return str(found)
+
+
+def slices_table(slices: Sequence[Mapping[str, Any]]) -> str:
+    rows = []
+    for s in sorted(slices, key=lambda s: (str(s["spec"].get("nodeName")), s["metadata"]["name"])):
+        spec = s["spec"]
+        devices = ", ".join(
+            f"{d['name']} (name={_attr(d, 'name') or '-'})" for d in spec.get("devices") or [])
+        rows.append([s["metadata"]["name"], str(spec.get("nodeName", "")), spec["driver"],
+                     spec["pool"]["name"], devices or "<none>"])
+    return table(["NAME", "NODE", "DRIVER", "POOL", "DEVICES (name attribute)"], rows)
+
+
+def claim_state(claim: Mapping[str, Any]) -> str:
+    """kubectl's STATE column of a ResourceClaim."""
+    status = claim.get("status") or {}
+    if (claim.get("metadata") or {}).get("deletionTimestamp"):
+        return "deleted"
+    parts = ["allocated"] if status.get("allocation") else ["pending"]
+    if status.get("reservedFor"):
+        parts.append("reserved")
+    return ",".join(parts)
+
+
+def _ready(entry: Mapping[str, Any]) -> str:
+    cond = next((c for c in entry.get("conditions") or [] if c.get("type") == "Ready"), None)
+    return str(cond.get("status")) if cond else "-"
+
+
+def claims_table(claims: Sequence[Mapping[str, Any]]) -> str:
+    rows = []
+    for c in sorted(claims, key=lambda c: c["metadata"]["name"]):
+        results = (((c.get("status") or {}).get("allocation") or {}).get("devices") or {}).get(
+            "results") or []
+        devices = {(d.get("pool"), d.get("device"), d.get("shareID")): d
+                   for d in (c.get("status") or {}).get("devices") or []}
+        allocated = ", ".join(f"{r['pool']}/{r['device']}" for r in results) or "-"
+        ready = ",".join(_ready(devices.get((r["pool"], r["device"], r.get("shareID")), {}))
+                         for r in results) or "-"
+        rows.append([c["metadata"]["name"], claim_state(c), allocated, ready])
+    return table(["NAME", "STATE", "DEVICE", "READY"], rows)
+
+
+def pods_table(pods: Sequence[PodView], *, health: bool = False) -> str:
+    iface = next((p.interface for p in pods if p.interface), "net1")
+    headers = ["NAME", "STATUS", "NODE", f"{iface.upper()} ADDRESS", f"{iface.upper()} MAC"]
+    if health:
+        headers.append("DEVICE HEALTH")
+    rows = []
+    for p in sorted(pods, key=lambda p: p.name):
+        row = [p.name, p.phase, p.node or "<none>", p.address or "-", p.mac or "-"]
+        if health:
+            row.append(p.health or "-")
+        rows.append(row)
+    return table(headers, rows)
+
+
+def status_devices_yaml(claim: Mapping[str, Any]) -> str:
+    devices = (claim.get("status") or {}).get("devices") or []
+    return yaml.safe_dump(devices, sort_keys=False, default_flow_style=False).rstrip()
+
+
+def leftovers_line(left: Leftovers) -> str:
+    counts = ", ".join(f"{n} {what}" for what, n in left.counts().items())
+    if left.clean:
+        return f"nothing left: {counts}"
+    details = [*left.pod_namespaces, *(f"{node}: {link}" for node, links in left.links.items()
+                                       for link in links),
+               *(f"{node}: lease {lease}" for node, leases in left.ipam_leases.items()
+                 for lease in leases),
+               *(f"{node}: checkpoint {uid}" for node, uids in left.checkpoint.items()
+                 for uid in uids), *left.pods, *left.claims]
+    return f"LEFT BEHIND: {counts} ({'; '.join(details[:8])})"
+
+
+def summary_line(result: DemoResult) -> str:
+    running = [p for p in result.pods if p.phase == "Running"]
+    parts = []
+    total = len(result.pods) + len(result.pending)
+    for node, count in sorted(result.by_node.items()):
+        parts.append(f"{count}/{total} pods on {node}")
+    nets = sorted({str(ipaddress.ip_interface(a).network) for a in result.addresses})
+    if running:
+        distinct = len(set(result.addresses))
+        parts.append(f"{distinct} distinct {running[0].interface or 'net1'} addresses in "
+                     f"{', '.join(nets) or '-'}")
+        parts.append(f"{result.claims_ready}/{result.claims_total} claims Ready")
+    if result.pending:
+        parts.append(f"{len(result.pending)} pods unschedulable")
+    if result.ping is not None:
+        parts.append("ping ok" if result.ping[0] else "ping FAILED")
+    if result.leftovers is not None:
+        parts.append("nothing left" if result.leftovers.clean else "LEFTOVERS")
+    return "; ".join(parts)
+
+
+# --- the scenario ---------------------------------------------------------------------------
+
+
+class Printer:
+    """Section headers like a shell transcript; flushes so the user sees progress."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+
+    def line(self, text: str = "") -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def section(self, command: str, note: str = "") -> None:
+        self.line()
+        self.line(f"$ {command}" + (f"    # {note}" if note else ""))
+
+
+def _health_text(values: Mapping[str, tuple[Health, str]], device: str) -> str:
+    found = values.get(device)
+    if found is None:
+        return ""
+    health, message = found
+    return health.name.title() + (f" ({message})" if message and health != Health.HEALTHY
+                                  else "")
+
+
+async def _pod_views(cluster: Cluster, *, with_health: bool) -> list[PodView]:
+    views = []
+    for pod in cluster.objects.list("pods"):
+        meta = pod["metadata"]
+        key = f"{meta['namespace']}/{meta['name']}"
+        running = cluster.running.get(key)
+        view = PodView(meta["name"], str((pod.get("spec") or {}).get("nodeName") or ""),
+                       str((pod.get("status") or {}).get("phase") or "Pending"))
+        failure = cluster.failed.get(key)
+        if failure is not None:
+            view.reason = failure.reason
+        if running is not None:
+            await _fill_interface(cluster, running, view, with_health=with_health)
+        views.append(view)
+    return views
+
+
+async def _fill_interface(cluster: Cluster, pod: RunningPod, view: PodView, *,
+                          with_health: bool) -> None:
+    for ref in pod.claims:
+        claim = cluster.objects.get("resourceclaims", ref.name, ref.namespace) or {}
+        for entry in (claim.get("status") or {}).get("devices") or []:
+            ifname = str((entry.get("networkData") or {}).get("interfaceName") or "")
+            if entry.get("driver") != DRIVER or not ifname:
+                continue
+            view.interface = ifname
+            found = await cluster.interface(pod, ifname)
+            if found is not None:
+                view.address, view.mac = found
+            if with_health:
+                view.health = _health_text(cluster.device_health(pod.node), str(entry["device"]))
+            return
+
+
+def _check_claims(cluster: Cluster, result: DemoResult, started: Sequence[RunningPod]) -> None:
+    for pod in started:
+        for ref in pod.claims:
+            result.claims_total += 1
+            claim = cluster.objects.get("resourceclaims", ref.name, ref.namespace) or {}
+            entries = [d for d in (claim.get("status") or {}).get("devices") or []
+                       if d.get("driver") == DRIVER]
+            if entries and all(_ready(d) == "True" and (d.get("networkData") or {}).get("ips")
+                               for d in entries):
+                result.claims_ready += 1
+
+
+def _record_pods(result: DemoResult, views: list[PodView], scale: ScaleResult) -> None:
+    result.pods = views
+    result.by_node = {}
+    for view in views:
+        if view.node:
+            result.by_node[view.node] = result.by_node.get(view.node, 0) + 1
+    for key, outcome in scale.report.unschedulable.items():
+        reasons = [outcome.message] + [
+            f"node {node}: cannot allocate: {a.failure}" for node, attempts in
+            outcome.per_node.items() for a in attempts if not a.ok and a.failure]
+        result.pending[key.split("/", 1)[1]] = "\n".join(reasons)
+
+
+async def run_demo(options: DemoOptions, out: TextIO, *,
+                   keep_running: Callable[[], Awaitable[None]] | None = None) -> DemoResult:
+    """The whole demo; returns the verdicts. ``keep_running`` is awaited with ``--keep``
+    (default: until cancelled, e.g. by Ctrl-C); the scale-down and checks run after it."""
+    return await _Run(options, Printer(out), keep_running).run()
+
+
+class _Run:
+    def __init__(self, options: DemoOptions, printer: Printer,
+                 keep_running: Callable[[], Awaitable[None]] | None) -> None:
+        self.options = options
+        self.p = printer
+        self.keep_running = keep_running
+        self.manifests, self.shown = select_manifests(options)
+        deployment = next(w for w in self.manifests.workloads if w.get("kind") == "Deployment")
+        self.deployment = str(deployment["metadata"]["name"])
+        self.replicas = int((deployment.get("spec") or {}).get("replicas", 1))
+        self.result = DemoResult()
+        self.cluster = Cluster(nodes=options.nodes, api_version=options.api_version,
+                               driver_args=options.driver_args)
+
+    async def run(self) -> DemoResult:
+        began = time.monotonic()
+        layout = "; ".join(f"{n.name}: {' '.join(n.interfaces)}" for n in self.options.nodes)
+        self.p.line(f"cnidra demo: embedded cluster, resource.k8s.io/{self.options.api_version}"
+                    f", {len(self.options.nodes)} nodes ({layout})")
+        self.p.line(f"manifests: {', '.join(self.shown)}")
+        try:
+            async with self.cluster:
+                self.result.timings["start"] = time.monotonic() - began
+                await self._up()
+                await self._show()
+                if self.options.keep:
+                    await _keep(self.cluster, self.p, self.keep_running)
+                await self._down()
+        except CnidraError as exc:
+            if self.cluster.saved_logs is not None:
+                raise DemoError(f"{exc} (driver logs kept in {self.cluster.saved_logs})") from exc
+            raise
+        result = self.result
+        result.timings["total"] = time.monotonic() - began
+        _verdicts(result, self.replicas)
+        self.p.line()
+        verdict = "OK" if result.ok else "FAILED: " + "; ".join(result.problems)
+        self.p.line(f"{summary_line(result)} — {verdict} ({result.timings['total']:.1f}s, "
+                    "everything removed)")
+        return result
+
+    async def _up(self) -> None:
+        cluster, p, result = self.cluster, self.p, self.result
+        p.line(f"API server, network and {len(cluster.nodes)} real `cnidra driver` processes up "
+               f"in {result.timings['start']:.1f}s (drivers registered with their kubelet and "
+               "runtime, slices published)")
+        cluster.apply(self.manifests)
+        p.section("kubectl get resourceslices")
+        p.line(slices_table(cluster.objects.list("resourceslices")))
+        t0 = time.monotonic()
+        scaled = await cluster.scale(self.deployment, self.replicas)
+        result.timings["scale_up"] = time.monotonic() - t0
+        p.section(f"kubectl scale deployment {self.deployment} --replicas={self.replicas}")
+        p.line(f"{self.replicas} pods created: {len(scaled.report.scheduled)} scheduled, "
+               f"{len(scaled.started)} running with their claims Ready in "
+               f"{result.timings['scale_up']:.1f}s")
+        _check_claims(cluster, result, scaled.started)
+        p.section("kubectl get resourceclaims")
+        p.line(claims_table(cluster.objects.list("resourceclaims")))
+        views = await _pod_views(cluster, with_health=False)
+        _record_pods(result, views, scaled)
+        p.section("kubectl get pods -o wide",
+                  "address and MAC: ip -n <pod netns> -j addr show <interface>")
+        p.line(pods_table(views))
+        for name, reason in sorted(result.pending.items()):
+            p.line(f"{name}: Pending (Unschedulable): " + reason.replace("\n", "\n  "))
+        for failure in scaled.failed:
+            p.line(f"{failure.pod}: Failed on {failure.node}: {failure.reason}")
+
+    async def _show(self) -> None:
+        cluster, p, result = self.cluster, self.p, self.result
+        running = sorted(cluster.running.values(), key=lambda r: r.name)
+        if running:
+            claim = next((cluster.objects.get("resourceclaims", r.name, r.namespace)
+                          for r in running[0].claims), None)
+            if claim is not None:
+                p.section(f"kubectl get resourceclaim {claim['metadata']['name']} "
+                          "-o jsonpath='{.status.devices}' | yq -P")
+                p.line(status_devices_yaml(claim))
+        with_address = sorted((v for v in result.pods if v.address), key=lambda v: v.name)
+        if len(with_address) >= 2:
+            src, dst = with_address[0], with_address[1]
+            target = dst.address.split("/")[0]
+            source = next(r for r in running if r.name == src.name)
+            p.section(f"kubectl exec {src.name} -- ping -c 1 -W 2 {target}",
+                      f"ip netns exec {source.netns} …, over {src.interface}")
+            result.ping = await cluster.ping(source, target)
+            p.line(("OK: " if result.ping[0] else "FAILED: ") + result.ping[1])
+
+    async def _down(self) -> None:
+        cluster, p, result = self.cluster, self.p, self.result
+        t0 = time.monotonic()
+        down = await cluster.scale(self.deployment, 0)
+        result.timings["scale_down"] = time.monotonic() - t0
+        result.leftovers = await cluster.leftovers()
+        p.section(f"kubectl scale deployment {self.deployment} --replicas=0")
+        p.line(f"{len(down.stopped)} pods deleted in {result.timings['scale_down']:.1f}s "
+               "(NRI stop, unprepare, NRI remove, netns removed, pod and claim deleted)")
+        p.line(leftovers_line(result.leftovers))
+
+
+def _verdicts(result: DemoResult, replicas: int) -> None:
+    running = [v for v in result.pods if v.phase == "Running"]
+    if len(running) + len(result.pending) < replicas:
+        result.problems.append(f"{replicas - len(running) - len(result.pending)} pods failed")
+    if len(set(result.addresses)) != len(running):
+        result.problems.append(f"{len(running)} running pods but "
+                               f"{len(set(result.addresses))} distinct addresses")
+    if result.claims_ready != result.claims_total:
+        result.problems.append(f"{result.claims_total - result.claims_ready} claims not Ready")
+    if result.ping is not None and not result.ping[0]:
+        result.problems.append("ping between pods failed")
+    if result.leftovers is not None and not result.leftovers.clean:
+        result.problems.append("leftovers after scale-down")
+
+
+async def _keep(cluster: Cluster, p: Printer,
+                keep_running: Callable[[], Awaitable[None]] | None) -> None:
+    p.section("kubectl get pods -o wide", "with the device health the kubelet received")
+    p.line(pods_table(await _pod_views(cluster, with_health=True), health=True))
+    p.line()
+    p.line("Running until Ctrl-C. Look around:")
+    p.line(f"  ip netns | grep {cluster.fabric.run_id}        # node and pod namespaces")
+    some = next(iter(cluster.running.values()), None)
+    if some is not None:
+        p.line(f"  ip -n {some.netns} addr                     # inside pod {some.name}")
+    for node in cluster.nodes.values():
+        p.line(f"  ip -n {node.netns} link                     # node {node.name}")
+        p.line(f"  less {node.paths.log}   # its driver's log")
+    p.line(f"  kubeconfig: {cluster.api.kubeconfig} (API server stand-in at {cluster.api.url})")
+    task = asyncio.current_task()
+    try:
+        await (keep_running() if keep_running is not None else asyncio.Event().wait())
+    except asyncio.CancelledError:
+        if task is None or task.uncancel() > 0:
+            raise
+    p.line()
+    p.line("Stopping: scaling down and cleaning up.")
