@@ -139,3 +139,28 @@ async def test_plugin_without_health_and_deregistration(tmp_path: Path) -> None:
         with pytest.raises(KubeletCallError) as info:
             await kubelet.prepare([], driver=DRIVER)
         assert info.value.code == "NOT_REGISTERED"
+
+
+async def test_a_replaced_socket_is_registered_again(tmp_path: Path) -> None:
+    claim = make_claim(uid="u1", name="c1")
+    reader = MemoryReader(claim)
+
+    async def make(name: str) -> KubeletPlugin:
+        state = await ClaimState.open(str(tmp_path / name), reader, driver=DRIVER)
+        return KubeletPlugin(driver=DRIVER, node_name=NODE, claims=state,
+                             registry_dir=str(tmp_path / "reg"), plugin_dir=str(tmp_path / "plug"))
+
+    old, new = await make("old"), await make("new")
+    async with KubeletStandIn(str(tmp_path / "reg"), node_name=NODE) as kubelet, old:
+        first = await kubelet.wait_registered(DRIVER, 5)
+        assert await old.wait_registered(5)
+        async with new:  # the new process replaces both socket files
+            assert await new.wait_registered(5)
+            second = await kubelet.wait_registered(DRIVER, 5)
+            assert second is not first
+            await old.stop()  # leaves the new instance's sockets alone
+            await asyncio.sleep(0.2)
+            assert kubelet.plugins[DRIVER] is second
+            out = await kubelet.prepare([ref(claim)])
+            assert out["u1"].ok
+        await kubelet.wait_gone(DRIVER, 5)
