@@ -109,3 +109,12 @@ def test_device_names_follow_the_model_mapping() -> None:
     tracker.observe(snap(dev("enp0s3.100")), T0)
     (h,) = tracker.view()
     assert h.device.startswith("enp0s3-100-") and h.message.startswith("enp0s3.100: ")
+
+
+def test_interface_that_becomes_excluded_says_so() -> None:
+    tracker = HealthTracker()
+    tracker.observe(snap(dev()), T0)
+    assert tracker.observe(Snapshot(devices=(), excluded=("eth1", "lo")), T0 + 1)
+    (h,) = tracker.view()
+    assert h.health is Health.UNHEALTHY
+    assert h.message == "eth1: no longer published (excluded) at 08:00:01Z"

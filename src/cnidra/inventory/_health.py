@@ -12,7 +12,10 @@ Rules, per interface of the latest snapshot:
 An interface that leaves the snapshot stays listed, UNHEALTHY "eth1: interface disappeared at
 10:42:03Z", for ``retention`` seconds (then it is dropped at the next scan) so that the kubelet
 sees the disappearance even when it reconnects a little later; if it comes back it is assessed
-afresh. ``since`` is the time health last changed; the time in a message is when its cause began.
+afresh. One that still exists but is now excluded (it became a default-route uplink) says
+"eth1: no longer published (excluded) at …" instead.
+
+``since`` is the time health last changed; the time in a message is when its cause began.
 """
 
 from __future__ import annotations
@@ -54,7 +57,9 @@ class _Entry:
 
     def view(self) -> DeviceHealth:
         name = self.if_name
-        if self.gone_at is not None:
+        if self.gone_at is not None and self.cause == "excluded":
+            message = f"{name}: no longer published (excluded) at {clock_text(self.gone_at)}"
+        elif self.gone_at is not None:
             message = f"{name}: interface disappeared at {clock_text(self.gone_at)}"
         elif self.health is Health.HEALTHY:
             message = f"{name}: {self.cause}"
@@ -103,7 +108,8 @@ class HealthTracker:
             if name in entries:
                 continue
             if prev.gone_at is None:
-                gone = _moved(prev, Health.UNHEALTHY, "disappeared", now)
+                cause = "excluded" if name in snapshot.excluded else "disappeared"
+                gone = _moved(prev, Health.UNHEALTHY, cause, now)
                 entries[name] = replace(gone, gone_at=now)
             elif now - prev.gone_at < self.retention:
                 entries[name] = prev
