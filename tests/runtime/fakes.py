@@ -221,8 +221,10 @@ class FakeBuilder:
     """Records the build order; ``fail_at`` makes that step raise ``error``."""
 
     def __init__(self, journal: Journal, *, fail_at: str = "",
-                 error: BaseException | None = None, nri_quits: bool = False) -> None:
+                 error: BaseException | None = None, nri_quits: bool = False,
+                 kube_hangs: bool = False) -> None:
         self.journal = journal
+        self.kube_hangs = kube_hangs
         self.fail_at = fail_at
         self.error = error or CnidraError(f"{fail_at} broke")
         self.nri_quits = nri_quits
@@ -240,6 +242,8 @@ class FakeBuilder:
 
     async def kube(self, settings: Settings) -> KubePart:
         self._step("kube")
+        if self.kube_hangs:
+            await asyncio.Event().wait()
         return FakeKube(self.journal)
 
     def cni(self, settings: Settings, on_exec: ExecObserver) -> CNI:

@@ -133,6 +133,19 @@ async def test_signal_stops_cleanly_with_exit_0() -> None:
     assert d.stopped_steps == list(SHUTDOWN_ORDER)
 
 
+async def test_stop_during_start_abandons_it_with_exit_0() -> None:
+    journal = Journal()
+    d = driver(FakeBuilder(journal, kube_hangs=True))
+    run = asyncio.create_task(d.run(handle_signals=False))
+    while "build.kube" not in journal.events:
+        await asyncio.sleep(0.01)
+    d.request_stop("SIGTERM")
+    assert await asyncio.wait_for(run, 5) == EXIT_OK
+    assert built(journal) == ["build.kube"]
+    assert d.stopped_steps == ["health"]
+    assert d.health is not None and d.health._runner is None
+
+
 async def test_root_task_that_ends_stops_the_driver_with_exit_1(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

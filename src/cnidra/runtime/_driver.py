@@ -283,13 +283,32 @@ class Driver:
             loop.remove_signal_handler(signum)
         self._signals.clear()
 
+    async def _start_unless_stopped(self) -> bool:
+        """``start()``, abandoned (what started is stopped again) when a stop is requested
+        meanwhile, e.g. SIGTERM while the API server is still unreachable. False then."""
+        starting = asyncio.create_task(self.start(), name="driver-start")
+        stop = asyncio.create_task(self._stop.wait(), name="driver-stop")
+        try:
+            await asyncio.wait({starting, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            await asyncio.gather(stop, return_exceptions=True)
+        if starting.done():
+            starting.result()  # raises what start() raised
+            return True
+        starting.cancel()
+        await asyncio.gather(starting, return_exceptions=True)
+        return False
+
     async def run(self, *, handle_signals: bool = True) -> int:
         """Start, serve until stopped, shut down in order; the process exit code."""
         if handle_signals:
             self._install_signals()
         try:
             try:
-                await self.start()
+                if not await self._start_unless_stopped():
+                    log.info("stopped during start-up: %s", self._stop_reason)
+                    return EXIT_OK
             except ConfigError:
                 raise
             except Exception as exc:
