@@ -370,8 +370,9 @@ class Cluster:
 
     def published(self, node: str) -> list[str]:
         """Device names in the node's ResourceSlices."""
-        slices = self.api.store.list("resourceslices.resource.k8s.io", field_selector=(
-            f"spec.nodeName={node},spec.driver={DRIVER}"))["items"]
+        slices = self.api.store.list(
+            "resourceslices.resource.k8s.io", version=self.api.store.served[0],
+            field_selector=f"spec.nodeName={node},spec.driver={DRIVER}")["items"]
         return [str(d.get("name")) for s in slices for d in s["spec"].get("devices") or []]
 
     async def stop(self) -> None:
@@ -398,6 +399,16 @@ class Cluster:
             except (Exception, asyncio.CancelledError) as exc:
                 log.warning("cleanup of %s failed: %s", what, exc)
         await asyncio.to_thread(shutil.rmtree, self.workdir, True)
+
+    async def residue(self) -> list[str]:
+        """What of this run is still there (after ``stop``: nothing): namespaces, the work
+        directory, driver processes."""
+        left = [f"netns {ns}" for ns in await asyncio.to_thread(self.fabric.namespaces)]
+        if await asyncio.to_thread(self.workdir.exists):
+            left.append(f"directory {self.workdir}")
+        pids = await asyncio.to_thread(_processes_under, self.workdir)
+        left += [f"process {pid}" for pid in pids if pid != os.getpid()]
+        return left
 
     # --- objects ------------------------------------------------------------------------------
 

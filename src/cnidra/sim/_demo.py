@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from cnidra.sim._fabric import NodeSpec
 from cnidra.sim._manifests import MANIFESTS, ManifestSet, default_manifests, load
 
 _TALK = MANIFESTS / "v1" / "demo.yaml"
+_DEFAULT_CLASS = "cni.networking.x-k8s.io"
 
 
 class DemoError(CnidraError):
@@ -72,6 +74,7 @@ class DemoResult:
     ping: tuple[bool, str] | None = None
     leftovers: Leftovers | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    residue: list[str] = field(default_factory=list)  # still there after the cluster stopped
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -85,7 +88,8 @@ class DemoResult:
 
 def select_manifests(options: DemoOptions) -> tuple[ManifestSet, list[str]]:
     """The manifests to run and how to name them. Without a workload the talk's Deployment
-    runs, pointed at the manifests' only ResourceClaimTemplate when there is exactly one."""
+    runs, pointed at the manifests' only ResourceClaimTemplate when there is exactly one;
+    without the DeviceClass the manifests use by name, the builtin one is added."""
     if options.manifests:
         manifests = load(list(options.manifests))
         shown = [str(p) for p in options.manifests]
@@ -93,6 +97,13 @@ def select_manifests(options: DemoOptions) -> tuple[ManifestSet, list[str]]:
         paths = default_manifests(options.api_version)
         manifests = load(paths)
         shown = [f"<builtin>/{p.relative_to(MANIFESTS)}" for p in paths]
+    classes = {c["metadata"]["name"] for c in manifests.of_kind("DeviceClass")}
+    if _DEFAULT_CLASS not in classes and _DEFAULT_CLASS in json.dumps(manifests.objects):
+        builtin = MANIFESTS / "v1" / "deviceclass.yaml"
+        if options.api_version == "v1beta1":
+            builtin = MANIFESTS / "v1beta1" / "demo.yaml"
+        manifests.objects[:0] = load([builtin]).of_kind("DeviceClass")
+        shown.append(f"<builtin>/{builtin.relative_to(MANIFESTS)} (DeviceClass only)")
     if not any(w.get("kind") == "Deployment" for w in manifests.workloads):
         talk = next(w for w in load([_TALK]).workloads if w.get("kind") == "Deployment")
         templates = manifests.of_kind("ResourceClaimTemplate")
@@ -303,9 +314,14 @@ def _record_pods(result: DemoResult, views: list[PodView], scale: ScaleResult) -
         if view.node:
             result.by_node[view.node] = result.by_node.get(view.node, 0) + 1
     for key, outcome in scale.report.unschedulable.items():
-        reasons = [outcome.message] + [
-            f"node {node}: cannot allocate: {a.failure}" for node, attempts in
-            outcome.per_node.items() for a in attempts if not a.ok and a.failure]
+        reasons = [outcome.message]
+        for node, attempts in outcome.per_node.items():
+            for attempt in attempts:
+                if attempt.ok:
+                    continue
+                reasons.append(f"node {node}: cannot allocate: {attempt.failure}")
+                reasons += [f"  device {n.device}: {n.reason}" for n in attempt.notes
+                            if not n.selected]
         result.pending[key.split("/", 1)[1]] = "\n".join(reasons)
 
 
@@ -349,12 +365,14 @@ class _Run:
                 raise DemoError(f"{exc} (driver logs kept in {self.cluster.saved_logs})") from exc
             raise
         result = self.result
+        result.residue = await self.cluster.residue()
         result.timings["total"] = time.monotonic() - began
         _verdicts(result, self.replicas)
         self.p.line()
         verdict = "OK" if result.ok else "FAILED: " + "; ".join(result.problems)
+        removed = "everything removed" if not result.residue else "NOT everything removed"
         self.p.line(f"{summary_line(result)} — {verdict} ({result.timings['total']:.1f}s, "
-                    "everything removed)")
+                    f"{removed})")
         return result
 
     async def _up(self) -> None:
@@ -426,10 +444,14 @@ def _verdicts(result: DemoResult, replicas: int) -> None:
                                f"{len(set(result.addresses))} distinct addresses")
     if result.claims_ready != result.claims_total:
         result.problems.append(f"{result.claims_total - result.claims_ready} claims not Ready")
+    if result.pending:
+        result.problems.append(f"{len(result.pending)} pods unschedulable")
     if result.ping is not None and not result.ping[0]:
         result.problems.append("ping between pods failed")
     if result.leftovers is not None and not result.leftovers.clean:
         result.problems.append("leftovers after scale-down")
+    if result.residue:
+        result.problems.append("left after exit: " + ", ".join(result.residue))
 
 
 async def _keep(cluster: Cluster, p: Printer,
