@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cnidra.ttrpc
 from cnidra.ttrpc._proto import generate, ttrpc_pb2
 
 
@@ -25,3 +26,12 @@ def test_field_numbers_are_the_protocols() -> None:
     # status {code 12, message "x"}: the same bytes google.rpc.Status gives
     wire = ttrpc_pb2.Response(status=ttrpc_pb2.Status(code=12, message="x")).SerializeToString()
     assert wire == bytes.fromhex("0a05080c120178")
+
+
+def test_public_api() -> None:
+    assert sorted(cnidra.ttrpc.__all__) == sorted([
+        "HEADER_SIZE", "MAX_FRAME", "MAX_MESSAGE", "ByteStream", "Call", "Client", "Code",
+        "Handler", "Message", "MessageType", "Mux", "MuxConn", "Server", "SocketStream",
+        "TTRPCError", "decode_header", "encode", "read_message"])
+    assert cnidra.ttrpc.MAX_FRAME == 10 + 4 * 1024 * 1024
+    assert int(cnidra.ttrpc.Code.UNIMPLEMENTED) == 12

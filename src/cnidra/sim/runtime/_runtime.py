@@ -27,7 +27,7 @@ from google.protobuf.message import Message as ProtoMessage
 from cnidra.errors import CnidraError, ProtocolError
 from cnidra.nri import NRI_VERSION, PLUGIN_SERVICE, RUNTIME_SERVICE, api, event_mask
 from cnidra.sim.runtime._pods import SimPod
-from cnidra.ttrpc import Call, Client, Code, Mux, Server, TTRPCError
+from cnidra.ttrpc import Call, Client, Code, Mux, MuxConn, Server, TTRPCError
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,7 @@ class PodHookError(CnidraError):
 @dataclass
 class _Plugin:
     mux: Mux
+    conn: MuxConn  # conn 1, where the runtime is the client
     client: Client
     registered: asyncio.Event = field(default_factory=asyncio.Event)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
@@ -161,12 +162,12 @@ class NRIRuntime:
             raise RuntimeError("no plugin connected")
         return await self._call(plugin, method, request, response_type)
 
-    async def send_raw(self, data: bytes, conn_id: int = 1) -> None:
-        """Write raw bytes to the plugin as the payload of mux frames (tests: malformed input)."""
+    async def send_raw(self, data: bytes) -> None:
+        """Write raw bytes to the plugin on conn 1, in mux frames (tests: malformed input)."""
         plugin = self._plugin
         if plugin is None:
             raise RuntimeError("no plugin connected")
-        await plugin.mux._write(conn_id, data)
+        await plugin.conn.write(data)
 
     # --- pod events -------------------------------------------------------------------------
 
@@ -248,7 +249,8 @@ class NRIRuntime:
                             writer: asyncio.StreamWriter) -> None:
         await self.disconnect_plugin("replaced by a new plugin connection")
         mux = Mux(reader, writer, max_frame=self.max_frame)
-        plugin = _Plugin(mux, Client(mux.open(1)))
+        conn = mux.open(1)
+        plugin = _Plugin(mux, conn, Client(conn))
         self._plugin = plugin
         serving = asyncio.create_task(self._runtime_service(plugin).serve(mux.open(2)))
         mux.start()
