@@ -73,7 +73,7 @@ async def test_concurrent_calls_complete_out_of_order(pair: Pair) -> None:
         assert (await slow).key == "A"
     first, second = sorted(pair.calls, key=lambda c: c.metadata)  # a (no metadata), b
     assert {first.stream_id, second.stream_id} == {1, 3}
-    assert first.timeout is None and first.metadata == ()
+    assert first.timeout == pytest.approx(30.0) and first.metadata == ()  # the default
     assert second.metadata == (("ns", "k8s.io"),)
     assert second.timeout is not None and 2.9 < second.timeout <= 3.0
 

@@ -31,14 +31,17 @@ M = TypeVar("M", bound=ProtoMessage)
 class Client:
     """Calls methods of a ttrpc server over ``stream``.
 
-    Stream ids are odd and increase (1, 3, 5, ...). ``timeout`` (seconds) is sent as the
-    request's ``timeout_nano`` and enforced locally (``DEADLINE_EXCEEDED``). A non-OK reply
+    Stream ids are odd and increase (1, 3, 5, ...). ``timeout`` (seconds; ``default_timeout``
+    when not given) is sent as the request's ``timeout_nano`` and enforced locally
+    (``DEADLINE_EXCEEDED``). A non-OK reply
     raises ``TTRPCError``; a closed connection fails pending and later calls with
     ``UNAVAILABLE``; malformed bytes close the stream (``error`` holds the ``ProtocolError``).
     """
 
-    def __init__(self, stream: ByteStream, *, max_message: int = MAX_MESSAGE) -> None:
+    def __init__(self, stream: ByteStream, *, max_message: int = MAX_MESSAGE,
+                 default_timeout: float = 30.0) -> None:
         self._stream = stream
+        self._default_timeout = default_timeout
         self._max_message = max_message
         self._next_id = 1
         self._pending: dict[int, asyncio.Future[ttrpc_pb2.Response]] = {}
@@ -88,12 +91,14 @@ class Client:
         metadata: Iterable[tuple[str, str]] = (),
     ) -> bytes:
         """Like ``call`` with the payloads as bytes."""
+        if timeout is None:
+            timeout = self._default_timeout
         if self._closed:
             raise TTRPCError(Code.UNAVAILABLE, "ttrpc: connection is closed")
         self.start()
         req = ttrpc_pb2.Request(
             service=service, method=method, payload=payload,
-            timeout_nano=max(1, int(timeout * 1e9)) if timeout is not None else 0,
+            timeout_nano=max(1, int(timeout * 1e9)),
             metadata=[ttrpc_pb2.KeyValue(key=k, value=v) for k, v in metadata],
         )
         body = req.SerializeToString()
