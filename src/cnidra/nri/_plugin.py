@@ -106,17 +106,21 @@ class NRIPlugin:
 
     async def _run(self) -> None:
         low, high = self._reconnect
+        loop = asyncio.get_running_loop()
         delay = low
         while not self._stopping.is_set():
             registered = False
+            started = loop.time()
             try:
                 registered = await self._session()
             except (OSError, TimeoutError, ProtocolError, TTRPCError) as exc:
                 log.warning("NRI: connection to %s failed: %s", self.socket_path, exc)
             if self._stopping.is_set():
                 break
-            delay = low if registered else min(delay * 2, high)
+            if registered and loop.time() - started > high:
+                delay = low  # a healthy session: start over; a flapping one keeps backing off
             pause = delay * random.uniform(0.8, 1.0)  # noqa: S311 - jitter, not crypto
+            delay = min(delay * 2, high)
             log.info("NRI: reconnecting in %.2fs", pause)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(pause):
