@@ -232,7 +232,7 @@ def test_pool_matching_is_semantic() -> None:
     stored = copy.deepcopy(objs[::-1])  # order of slices and devices does not matter
     stored[0]["spec"]["devices"].reverse()
     for dev in stored[0]["spec"]["devices"]:
-        dev["basic"]["capacity"][ATTACHMENTS]["value"] = "1k"  # the server's canonical form
+        dev["basic"]["capacity"][ATTACHMENTS]["value"] = "1000"  # the same quantity
     assert pool_matches(stored, pool, driver=DRIVER, node_name=NODE)
     changed = copy.deepcopy(objs)
     changed[1]["spec"]["devices"][0]["basic"]["attributes"]["mtu"] = {"int": 9000}

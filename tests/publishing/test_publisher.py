@@ -167,7 +167,7 @@ async def test_capacity_published_when_served(server: ApiServer, client: KubeCli
     await publisher(client).publish(snapshot(2))
     dev = stored(server)[0]["spec"]["devices"][1]
     assert dev["allowMultipleAllocations"] is True
-    assert dev["capacity"]["attachments"]["value"] == "1k"  # normalised by the server
+    assert dev["capacity"]["attachments"]["value"] == "1k"  # canonical, as the server stores it
     off = publisher(client, consumable_capacity=False)
     assert await off.publish(snapshot(2)) is True  # a semantic change: capacity removed
     assert "capacity" not in stored(server)[0]["spec"]["devices"][1]

@@ -283,15 +283,21 @@ class KubeClient:
         return self._watch(self._slices, resource_version, timeout_seconds,
                            self._selector(node_name, driver))
 
-    async def create_slice(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+    async def create_slice(
+        self, obj: Mapping[str, Any], *, field_manager: str | None = None,
+    ) -> dict[str, Any]:
         """Create (strict field validation: a shape mistake is an error, not a silent drop)."""
-        params = {"fieldManager": self.field_manager, "fieldValidation": "Strict"}
+        params = {"fieldManager": field_manager or self.field_manager,
+                  "fieldValidation": "Strict"}
         return (await self._send("POST", self._slices, params=params, body=obj)).body
 
-    async def update_slice(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+    async def update_slice(
+        self, obj: Mapping[str, Any], *, field_manager: str | None = None,
+    ) -> dict[str, Any]:
         """Replace; ``obj.metadata.resourceVersion`` makes it conditional (409 when stale)."""
         name = str((obj.get("metadata") or {}).get("name") or "")
-        params = {"fieldManager": self.field_manager, "fieldValidation": "Strict"}
+        params = {"fieldManager": field_manager or self.field_manager,
+                  "fieldValidation": "Strict"}
         return (await self._send("PUT", f"{self._slices}/{name}", params=params,
                                  body=obj)).body
 

@@ -6,8 +6,18 @@ Only two: a v1beta1 slice device nests its fields under ``basic:``; a v1beta1 cl
 
 from __future__ import annotations
 
-import copy
 from typing import Any
+
+
+def clone(value: Any) -> Any:
+    """A deep copy of a JSON tree (dicts, lists, scalars), much faster than a generic one."""
+    kind = type(value)
+    if kind is dict:
+        return {k: clone(v) for k, v in value.items()}
+    if kind is list:
+        return [clone(v) for v in value]
+    return value
+
 
 _EXACTLY = ("deviceClassName", "selectors", "allocationMode", "count", "adminAccess",
             "tolerations", "capacity")
@@ -15,7 +25,7 @@ _EXACTLY = ("deviceClassName", "selectors", "allocationMode", "count", "adminAcc
 
 def slice_to_version(obj: dict[str, Any], api_version: str) -> dict[str, Any]:
     """A v1-shaped ResourceSlice written for ``api_version``."""
-    out = copy.deepcopy(obj)
+    out: dict[str, Any] = clone(obj)
     out["apiVersion"], out["kind"] = api_version, "ResourceSlice"
     if api_version.endswith("/v1beta1"):
         for dev in (out.get("spec") or {}).get("devices") or []:
@@ -27,7 +37,7 @@ def slice_to_version(obj: dict[str, Any], api_version: str) -> dict[str, Any]:
 
 def slice_from_version(obj: dict[str, Any]) -> dict[str, Any]:
     """A ResourceSlice read in any version, in the v1 shape."""
-    out = copy.deepcopy(obj)
+    out: dict[str, Any] = clone(obj)
     for dev in (out.get("spec") or {}).get("devices") or []:
         dev.update(dev.pop("basic", None) or {})
     return out
@@ -35,7 +45,7 @@ def slice_from_version(obj: dict[str, Any]) -> dict[str, Any]:
 
 def claim_from_version(obj: dict[str, Any]) -> dict[str, Any]:
     """A ResourceClaim read in any version, in the v1 shape (``exactly:``)."""
-    out = copy.deepcopy(obj)
+    out: dict[str, Any] = clone(obj)
     if str(out.get("apiVersion", "")).endswith("/v1beta1"):
         for req in ((out.get("spec") or {}).get("devices") or {}).get("requests") or []:
             if "firstAvailable" not in req and "exactly" not in req:

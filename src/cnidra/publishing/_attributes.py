@@ -15,14 +15,17 @@ attributes (DRAListTypeAttributes) are alpha and off by default.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from fractions import Fraction
 from typing import Any
 
+from cnidra.cel import format_quantity
 from cnidra.model.devices import Device
 
 STANDARD = "resource.kubernetes.io"
 MAX_STRING = 64
 MAX_ATTRIBUTES_AND_CAPACITIES = 32
 ATTACHMENTS = "attachments"
+_LIST_KINDS = frozenset(("ints", "bools", "strings", "versions"))
 
 
 def clip(text: str, limit: int = MAX_STRING) -> str:
@@ -100,7 +103,7 @@ def slice_device(
     capacity: dict[str, Any] = {}
     if consumable_capacity and shareable(dev):
         capacity[ATTACHMENTS] = {
-            "value": str(max_attachments),
+            "value": format_quantity(Fraction(max_attachments), "DecimalSI"),  # as stored
             "requestPolicy": {"default": "1",
                               "validRange": {"min": "1", "max": "1", "step": "1"}},
         }
@@ -117,7 +120,5 @@ def uses_advanced_features(device: Mapping[str, Any]) -> bool:
     """Taints, counters or list attributes: the slice limit drops from 128 to 64 devices."""
     if device.get("taints") or device.get("consumesCounters"):
         return True
-    return any(
-        isinstance(v, Mapping) and any(k in v for k in ("ints", "bools", "strings", "versions"))
-        for v in (device.get("attributes") or {}).values()
-    )
+    return any(not _LIST_KINDS.isdisjoint(v) for v in (device.get("attributes") or {}).values()
+               if isinstance(v, Mapping))

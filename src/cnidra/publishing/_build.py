@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from cnidra.cel import parse_quantity
 from cnidra.errors import ConfigError
-from cnidra.kube import slice_from_version, slice_to_version
+from cnidra.kube import slice_to_version
 from cnidra.model.devices import Snapshot
 from cnidra.publishing._attributes import slice_device, uses_advanced_features
 from cnidra.publishing._filter import CompiledFilter
@@ -144,16 +144,33 @@ def content_key(devices: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return sorted((normalize_device(d) for d in devices), key=lambda d: str(d.get("name")))
 
 
+def _v1_devices(obj: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The devices of a slice in the v1 shape, without copying (v1beta1 ``basic:`` lifted)."""
+    out: list[Mapping[str, Any]] = []
+    for dev in (obj.get("spec") or {}).get("devices") or []:
+        basic = dev.get("basic")
+        out.append({"name": dev.get("name"), **basic} if isinstance(basic, Mapping) else dev)
+    return out
+
+
+def _same_devices(found: list[Mapping[str, Any]], wanted: Sequence[Mapping[str, Any]]) -> bool:
+    by_name = sorted(found, key=lambda d: str(d.get("name")))
+    if by_name == list(wanted):  # the usual case: stored exactly as we build it
+        return True
+    return content_key(by_name) == content_key(wanted)
+
+
 def pool_matches(existing: Sequence[Mapping[str, Any]], pool: Pool, *, driver: str,
                  node_name: str) -> bool:
     """Whether the slices on the server (any served shape) already publish ``pool``: same
-    generation and slice count everywhere and the same devices, slice by slice."""
+    generation and slice count everywhere and the same devices, slice by slice (quantities
+    compared by value, order ignored)."""
     if len(existing) != len(pool.chunks):
         return False
     generations = set()
-    found = []
+    found: list[list[Mapping[str, Any]]] = []
     for obj in existing:
-        spec = slice_from_version(dict(obj)).get("spec") or {}
+        spec = obj.get("spec") or {}
         pool_spec = spec.get("pool") or {}
         if (spec.get("driver") != driver or spec.get("nodeName") != node_name
                 or pool_spec.get("name") != node_name
@@ -162,13 +179,17 @@ def pool_matches(existing: Sequence[Mapping[str, Any]], pool: Pool, *, driver: s
                                               "perDeviceNodeSelection", "sharedCounters"))):
             return False
         generations.add(pool_spec.get("generation"))
-        found.append(content_key(spec.get("devices") or []))
+        found.append(_v1_devices(obj))
     if len(generations) != 1:
         return False
-    wanted = [content_key(chunk) for chunk in pool.chunks]
-    key = _sort_key
-    return sorted(found, key=key) == sorted(wanted, key=key)
+    wanted = {_first_name(chunk): chunk for chunk in pool.chunks}
+    for devices in found:
+        chunk = wanted.pop(_first_name(sorted(devices, key=lambda d: str(d.get("name")))),
+                           None)
+        if chunk is None or not _same_devices(devices, chunk):
+            return False
+    return not wanted
 
 
-def _sort_key(devices: list[dict[str, Any]]) -> str:
-    return ",".join(str(d.get("name")) for d in devices)
+def _first_name(devices: Sequence[Mapping[str, Any]]) -> str:
+    return str(devices[0].get("name")) if devices else ""

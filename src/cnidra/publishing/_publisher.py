@@ -56,7 +56,7 @@ class Publisher:
         self, client: KubeClient, *, driver: str, node_name: str, device_filter: str = "",
         consumable_capacity: bool | None = None, max_attachments: int = 1000,
         backoff: Backoff = _BACKOFF, resync_interval: float = 300.0,
-        owner_reference: bool = True,
+        owner_reference: bool = True, write_concurrency: int = 4,
     ) -> None:
         self._client = client
         self._driver = driver
@@ -67,6 +67,7 @@ class Publisher:
         self._backoff = backoff
         self._resync = resync_interval
         self._want_owner = owner_reference
+        self._concurrency = max(1, write_concurrency)
         self._owner: list[dict[str, Any]] | None = None
         self._lock = asyncio.Lock()
         self._latest: Snapshot | None = None
@@ -159,22 +160,31 @@ class Publisher:
         generation = max([self.generation, *(_generation(s) for s in existing)]) + 1
         owners = await self._owner_refs()
         count = len(pool.chunks)
-        for i, chunk in enumerate(pool.chunks):
+        gate = asyncio.Semaphore(self._concurrency)
+
+        async def write(i: int, chunk: tuple[dict[str, Any], ...]) -> None:
             obj = slice_object(chunk, driver=self._driver, node_name=self._node,
                                generation=generation, count=count,
                                api_version=self._client.api.version)
             if owners:
                 obj["metadata"]["ownerReferences"] = owners
-            if i < len(ours):
-                meta = _meta(ours[i])
-                obj["metadata"].pop("generateName", None)
-                obj["metadata"].update(name=meta.get("name"),
-                                       resourceVersion=meta.get("resourceVersion"))
-                written = await self._client.update_slice(obj)
-            else:
-                written = await self._client.create_slice(obj)
+            async with gate:
+                if i < len(ours):
+                    meta = _meta(ours[i])
+                    obj["metadata"].pop("generateName", None)
+                    obj["metadata"].update(name=meta.get("name"),
+                                           resourceVersion=meta.get("resourceVersion"))
+                    written = await self._client.update_slice(obj, field_manager=self._driver)
+                else:
+                    written = await self._client.create_slice(obj, field_manager=self._driver)
             self.writes += 1
             self._own_rvs.append(str(_meta(written).get("resourceVersion")))
+
+        outcomes = await asyncio.gather(*(write(i, c) for i, c in enumerate(pool.chunks)),
+                                        return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
         for obj in ours[count:] + strays:
             await self._delete(str(_meta(obj).get("name")))
         self.generation = generation

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from fractions import Fraction
 
@@ -28,6 +29,7 @@ def parse_quantity(text: str) -> tuple[Fraction, bool] | None:
     return number * Fraction(10) ** _DEC[suffix], False
 
 
+@functools.lru_cache(maxsize=4096)  # slices repeat the same few quantities per device
 def canonical_quantity(text: str) -> str:
     """Canonical form of a quantity; text that does not parse is returned unchanged."""
     parsed = parse_quantity(text)
