@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
 import pytest
+import yaml
 from cli.clirun import cnidra
 
+from cnidra.cli import main
+from cnidra.sim.apiserver import ApiServer
 from support import SHARED
 
 DEMO = SHARED / "fixtures" / "seed-demo" / "v1"
@@ -74,3 +78,41 @@ def test_bad_input_exits_2(capsys: pytest.CaptureFixture[str], args: list[str],
                            message: str) -> None:
     run = cnidra(capsys, "explain", *args)
     assert (run.code, run.err.strip()) == (2, message)
+
+
+async def test_cluster_mode_reads_the_api_server(capsys: pytest.CaptureFixture[str]) -> None:
+    template, _ = list(yaml.safe_load_all((DEMO / "demo.yaml").read_text()))
+    device_class = yaml.safe_load((DEMO / "deviceclass.yaml").read_text())
+    claim = {"apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaim",
+             "metadata": {"name": "c1", "namespace": "default"},
+             "spec": template["spec"]["spec"]}
+    async with ApiServer() as server:
+        store = server.store
+        store.create("deviceclasses.resource.k8s.io", device_class)
+        store.create("resourceclaims.resource.k8s.io", claim, "default")
+        for item in json.loads(SLICES.read_text())["items"]:
+            meta = {"name": item["metadata"]["name"]}
+            store.create("resourceslices.resource.k8s.io", {"apiVersion": "resource.k8s.io/v1",
+                                            "kind": "ResourceSlice", "metadata": meta,
+                                            "spec": item["spec"]})
+        code = await asyncio.to_thread(main, ["explain", "c1", "--cluster", "--kubeconfig",
+                                              str(server.kubeconfig)])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    lines = out.out.splitlines()
+    assert lines[0] == "ResourceClaim default/c1:"
+    assert f"  node kind-worker: can allocate: request macvlan-eth1 -> {DRIVER}/kind-worker/eth1" \
+        in lines
+    assert lines[-1] == "  result: would be allocated on kind-worker"
+
+
+def test_cluster_mode_unreachable(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "x",
+        "clusters": [{"name": "x", "cluster": {"server": "http://127.0.0.1:9"}}],
+        "users": [{"name": "x", "user": {"token": "t"}}],
+        "contexts": [{"name": "x", "context": {"cluster": "x", "user": "x"}}]}))
+    run = cnidra(capsys, "explain", "c1", "--cluster", "--kubeconfig", str(kubeconfig))
+    assert run.code == 2
+    assert run.err.startswith("cnidra explain: ")

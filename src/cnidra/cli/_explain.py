@@ -8,8 +8,8 @@ the capacity/sharing rule that did.
 
 Inputs are files (``--manifests``: claims, templates, DeviceClasses, Nodes, already allocated
 claims whose devices count as in use; ``--slices``: a List or multi-document file of
-ResourceSlices). ``--cluster`` reads the same objects from an API server through
-:func:`read_cluster`.
+ResourceSlices). ``--cluster`` adds the API server's slices, claims and the claim's
+DeviceClasses (:func:`read_cluster`, through :func:`cnidra.kube.connect`).
 
 Limits: those of the stand-in (no ``firstAvailable``, constraints, taints or partitionable
 devices); node selection by taints or affinity is not considered. Exit 0 when some node can
@@ -19,6 +19,7 @@ allocate the claim, 1 when none can, 2 on bad input.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from collections.abc import Mapping, Sequence
@@ -26,7 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cnidra.cli._validate import Document, load_documents
-from cnidra.errors import CnidraError, ConfigError
+from cnidra.errors import CnidraError, ConfigError, NotFoundError
+from cnidra.kube import connect
 from cnidra.sim.scheduler import Explanation, explain_claim
 
 EXIT_FEASIBLE = 0
@@ -127,18 +129,44 @@ def to_json(source: Mapping[str, Any], explanation: Explanation) -> dict[str, An
     }
 
 
-def read_cluster(kubeconfig: str, objects: Objects) -> None:
-    """Add the cluster's claims, templates, DeviceClasses, Nodes and slices to ``objects``.
+def _class_names(obj: Mapping[str, Any]) -> set[str]:
+    """The DeviceClasses a claim's requests name (v1 ``exactly``/``firstAvailable``, v1beta1)."""
+    spec = (as_claim(obj).get("spec") or {}).get("devices") or {}
+    names: set[str] = set()
+    for request in spec.get("requests") or ():
+        if not isinstance(request, Mapping):
+            continue
+        bodies = [request.get("exactly") or request, *(request.get("firstAvailable") or ())]
+        names.update(b["deviceClassName"] for b in bodies
+                     if isinstance(b, Mapping) and isinstance(b.get("deviceClassName"), str))
+    return names
 
-    Needs an API client that can list these kinds; cnidra.kube does not offer listing of
-    DeviceClasses, templates and Nodes yet, so this refuses clearly instead of guessing.
+
+async def read_cluster(kubeconfig: str, objects: Objects, wanted: str,
+                       *, timeout: float = 10.0) -> None:
+    """Add the cluster's ResourceSlices, ResourceClaims (their allocations count as in use)
+    and the DeviceClasses the claim names to ``objects``.
+
+    Objects given in files win over the cluster's (same kind and name). Templates are not
+    listed from the cluster: pass a template with ``--manifests``. Needs list on
+    resourceslices and resourceclaims and get on deviceclasses.
     """
-    where = kubeconfig or "in-cluster configuration"
-    raise ConfigError(
-        f"--cluster ({where}) is not available in this build: export the objects with "
-        "'kubectl get resourceslices,deviceclasses,resourceclaims,resourceclaimtemplates -A "
-        "-o yaml' and pass them with --manifests", "cluster",
-    )
+    kube = await connect(kubeconfig or None, timeout=timeout)
+    try:
+        slices, _ = await kube.list_slices()
+        objects.slices.extend(slices)
+        claims, _ = await kube.list_claims()
+        local = {_key(c) for c in objects.claims if c.get("kind") == "ResourceClaim"}
+        objects.claims.extend({"apiVersion": kube.api.group_version, "kind": "ResourceClaim",
+                               **c} for c in claims if _key(c) not in local)
+        have = {str((c.get("metadata") or {}).get("name")) for c in objects.classes}
+        for name in sorted(_class_names(find_claim(objects, wanted)) - have):
+            try:
+                objects.classes.append(await kube.get_device_class(name))
+            except NotFoundError:
+                continue  # explain reports the missing class for the request
+    finally:
+        await kube.close()
 
 
 def register(subparsers: Any) -> None:
@@ -156,7 +184,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--manifests", nargs="+", action="extend", default=[], metavar="FILE",
                         help="claims, templates, DeviceClasses, Nodes (YAML/JSON)")
     parser.add_argument("--cluster", action="store_true",
-                        help="read the objects from the API server instead")
+                        help="also read slices, claims and DeviceClasses from the API server "
+                             "(a template must come from --manifests)")
     parser.add_argument("--kubeconfig", default="", metavar="FILE",
                         help="with --cluster: kubeconfig (default: in-cluster)")
     parser.add_argument("--json", action="store_true", help="print JSON")
@@ -169,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
         for path in [*args.manifests, *args.slices]:
             objects.add(load_documents(path))
         if args.cluster:
-            read_cluster(args.kubeconfig, objects)
+            asyncio.run(read_cluster(args.kubeconfig, objects, args.claim))
         source, explanation = explain(objects, args.claim)
     except CnidraError as exc:
         sys.stderr.write(f"cnidra explain: {exc}\n")
