@@ -276,3 +276,31 @@ async def test_a_crashing_scan_does_not_end_run_and_one_run_at_a_time(world: Wor
         with pytest.raises(RuntimeError, match="already running"):
             await inv.run()
     assert calls >= 2 and events.closed
+
+
+class BrokenEvents(FakeEvents):
+    async def wait(self, timeout: float) -> bool:
+        await asyncio.sleep(0.01)
+        raise InventoryError("netlink event socket: Bad file descriptor")
+
+
+async def test_a_failing_event_socket_is_reopened(world: World) -> None:
+    broken, good = BrokenEvents(), FakeEvents()
+    opened: list[FakeEvents] = []
+    inv = make(world, broken, min_interval=0.0, coalesce_seconds=0.01)
+
+    def reopen() -> FakeEvents:
+        events: FakeEvents = broken if not opened else good
+        opened.append(events)
+        if len(opened) == 2:  # the first reopen fails: polling only until the next scan
+            raise InventoryError("cannot open a netlink socket: Too many open files")
+        return events
+
+    inv._open_events = reopen
+    async with running(inv):
+        await until(lambda: len(opened) >= 3)
+        await until(lambda: len(world.scans) >= 2)
+        before = len(world.scans)
+        good.fire()  # events flow again through the reopened socket
+        await until(lambda: len(world.scans) > before)
+    assert broken.closed and good.closed and opened[2] is good

@@ -29,6 +29,20 @@ class EventSource(Protocol):
     def close(self) -> None: ...
 
 
+class _PollOnly:
+    """Stands in while the event socket cannot be reopened: the loop only polls."""
+
+    def drain(self) -> bool:
+        return False
+
+    async def wait(self, timeout: float) -> bool:
+        await asyncio.sleep(timeout)
+        return False
+
+    def close(self) -> None:
+        pass
+
+
 class _Signal:
     """A version number and a way to wait until it moves (loop thread only)."""
 
@@ -134,9 +148,10 @@ class Inventory:
     async def run(self) -> None:
         """Root task: scan, then rescan on netlink events (coalesced, rate limited) and at least
         every ``poll_seconds``. Runs until cancelled; closes its socket on the way out. Failed
-        scans (also unexpected exceptions) are logged and retried with capped backoff; only an
-        event socket that cannot be opened or read ends it (``InventoryError``). One ``run()`` at
-        a time (``RuntimeError`` otherwise)."""
+        scans (also unexpected exceptions) are logged and retried with capped backoff. An event
+        socket that cannot be opened at start raises ``InventoryError``; one that fails later is
+        reopened (polling only, reopened before each scan, while that fails). One ``run()`` at a
+        time (``RuntimeError`` otherwise)."""
         if self._running:
             raise RuntimeError("Inventory.run() is already running")
         loop = asyncio.get_running_loop()
@@ -146,11 +161,20 @@ class Inventory:
         try:
             while True:
                 wait = schedule.deadline() - loop.time()
-                if wait > 0:
-                    if await events.wait(wait):
-                        schedule.event(loop.time())
+                try:
+                    if wait > 0:
+                        if await events.wait(wait):
+                            schedule.event(loop.time())
+                        continue
+                    if isinstance(events, _PollOnly):
+                        events = self._reopen_events()
+                    events.drain()  # what happened until now is covered by this scan
+                except InventoryError as exc:
+                    log.warning("netlink events lost (%s): reopening the socket", exc)
+                    events.close()
+                    events = self._reopen_events()
+                    schedule.event(loop.time())  # something may have been missed
                     continue
-                events.drain()  # what happened until now is covered by this scan
                 schedule.started(loop.time())
                 try:
                     await self.scan_once()
@@ -166,6 +190,13 @@ class Inventory:
         finally:
             self._running = False
             events.close()
+
+    def _reopen_events(self) -> EventSource:
+        try:
+            return self._open_events()
+        except InventoryError as exc:
+            log.warning("%s: polling every %gs until it opens", exc, self.poll_seconds)
+            return _PollOnly()
 
     # -- consumers ---------------------------------------------------------------------------
 
