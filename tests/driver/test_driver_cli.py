@@ -15,7 +15,7 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 def test_bad_device_filter_exits_2_with_one_line() -> None:
     done = run("--node-name", "n1", "--metrics-address", "127.0.0.1:0",
                "--kubeconfig", "/nonexistent", "--device-filter", 'device.attributes["x"')
-    assert done.returncode == 2
+    assert done.returncode == 2, done.stderr
     assert done.stdout == ""
     assert done.stderr.count("\n") == 1
     assert done.stderr.startswith(
@@ -25,8 +25,8 @@ def test_bad_device_filter_exits_2_with_one_line() -> None:
 def test_unreadable_kubeconfig_exits_2_naming_it() -> None:
     done = run("--node-name", "n1", "--metrics-address", "127.0.0.1:0",
                "--kubeconfig", "/nonexistent/kubeconfig")
-    assert done.returncode == 2
-    assert done.stderr.splitlines()[-1].startswith("cnidra driver: kubeconfig: ")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines()[-1].startswith("cnidra driver: kubeconfig: "), done.stderr
 
 
 def test_bad_environment_value_names_the_flag() -> None:
