@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from cnidra.claims import DEFAULT_ALLOWED_PLUGIN_TYPES
+from cnidra.cli import _commands
 from cnidra.runtime import Settings, from_sources
 from support import SHARED
 
@@ -230,6 +231,7 @@ def test_dockerfile() -> None:
     assert steps[-1] == ("ENTRYPOINT", '["cnidra", "driver"]')
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["cnidra"] == "cnidra.cli:main"
+    assert "driver" in {m.__name__.rsplit("._", 1)[-1] for m in _commands.ALL}
     copied = [arg.split()[:-1] for op, arg in steps if op == "COPY"]
     for sources in copied:
         for source in sources:
