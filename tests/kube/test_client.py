@@ -185,3 +185,15 @@ async def test_closed_client_refuses(server: ApiServer) -> None:
     assert kube.closed
     with pytest.raises(KubeAPIError):
         await kube.get_claim("default", "x")
+
+
+async def test_unreachable_server_is_a_retryable_api_error(tmp_path: Any) -> None:
+    config = ("apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+              "clusters: [{name: c, cluster: {server: 'http://127.0.0.1:1'}}]\n"
+              "users: [{name: u, user: {token: t}}]\n"
+              "contexts: [{name: c, context: {cluster: c, user: u}}]\n")
+    path = tmp_path / "kubeconfig"
+    path.write_text(config)
+    with pytest.raises(KubeAPIError) as info:
+        await connect(str(path), timeout=2)
+    assert info.value.status == 0 and info.value.retryable

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx2
+from lightkube.core.exceptions import ConfigError as LightkubeConfigError
 
 from cnidra.errors import ConflictError, KubeAPIError, NotFoundError
 
@@ -68,6 +69,8 @@ class Transport:
             raise KubeAPIError(f"{what}: timed out after {timeout or self.timeout:g}s") from exc
         except httpx2.HTTPError as exc:
             raise KubeAPIError(f"{what}: {type(exc).__name__}: {exc}") from exc
+        except (LightkubeConfigError, OSError) as exc:  # credentials (exec plugin, token file)
+            raise KubeAPIError(f"{what}: cannot authenticate: {exc}") from exc
         warnings = resp.headers.get_list("Warning")
         for text in warnings:
             if text not in self._warned and len(self._warned) < 256:  # each text once
@@ -101,5 +104,7 @@ class Transport:
                         yield json.loads(line)
         except httpx2.HTTPError as exc:
             raise KubeAPIError(f"{what}: {type(exc).__name__}: {exc}") from exc
+        except (LightkubeConfigError, OSError) as exc:
+            raise KubeAPIError(f"{what}: cannot authenticate: {exc}") from exc
         except ValueError as exc:
             raise KubeAPIError(f"{what}: bad watch event: {exc}") from exc
