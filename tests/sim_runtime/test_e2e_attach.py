@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from sim_runtime.attachkit import Node
 
-from cnidra.sim.runtime import PodHookError
-from support import ip
+from cnidra.sim._fabric import Fabric, NodeSpec
+from cnidra.sim.runtime import PodHookError, SimPod
+from support import ip, unique
 
 pytestmark = pytest.mark.root
 
@@ -57,3 +58,27 @@ async def test_resync_after_a_runtime_restart_detaches_dead_sandboxes(node: Node
     assert node.state.attachments == {}
     assert node.leases(net) == []
     assert "net1" not in ip("-o", "link", netns=Path(pod.netns or "").name)
+
+
+async def test_a_fabric_pod_keeps_its_primary_eth0(node: Node) -> None:
+    """The pod netns comes from the sim's fabric (with the runtime's primary eth0)."""
+    fabric = Fabric()
+    try:
+        await fabric.create([NodeSpec("node-a")])
+        net = node.add_plan("c4", "pod-4", "net1", "10.79.5.0/24")
+        sandbox_id = unique("sb", 12)
+        netns = await fabric.add_pod("node-a", sandbox_id, 0)
+        pod = SimPod(id=sandbox_id, uid="pod-4", name="pod-4", namespace="default",
+                     netns=netns, ips=("10.244.0.2",))
+        await node.runtime.run_pod_sandbox(pod)
+        ns = Path(netns).name
+        assert "inet 10.79.5." in ip("-o", "addr", "show", "net1", netns=ns)
+        assert "inet 10.244.0.2/32" in ip("-o", "addr", "show", "eth0", netns=ns)
+        await node.runtime.stop_pod_sandbox(pod)
+        links = ip("-o", "link", netns=ns)
+        assert "net1" not in links and "eth0" in links
+        await fabric.remove_pod(sandbox_id)
+        await node.runtime.remove_pod_sandbox(pod)
+        assert node.leases(net) == [] and node.state.attachments == {}
+    finally:
+        await fabric.destroy()
