@@ -17,7 +17,15 @@ from cnidra.attach import Sandbox
 from cnidra.cli import main
 from cnidra.errors import ConfigError
 from cnidra.model.claims import ClaimRef
-from cnidra.runtime import EXIT_FAILED, EXIT_OK, SHUTDOWN_ORDER, Driver, Settings
+from cnidra.model.devices import Device, Snapshot
+from cnidra.runtime import (
+    EXIT_FAILED,
+    EXIT_OK,
+    SHUTDOWN_ORDER,
+    Driver,
+    ProductionBuilder,
+    Settings,
+)
 
 SETTINGS = Settings(node_name="node1", metrics_address="127.0.0.1:0", shutdown_timeout=2.0)
 
@@ -238,3 +246,32 @@ async def test_metrics_from_wrappers_and_cni_observer() -> None:
     assert "cnidra_attachments 0.0" in text
     assert 'cnidra_build_info{version="' in text
     await d.shutdown()
+
+
+async def test_metrics_address_in_use_is_a_config_error() -> None:
+    journal = Journal()
+    first = driver(FakeBuilder(journal))
+    await first.start()
+    assert first.health is not None
+    taken = Settings(**{**SETTINGS.__dict__, "metrics_address": f"127.0.0.1:{first.health.port}"})
+    second = driver(FakeBuilder(Journal()), taken)
+    try:
+        with pytest.raises(ConfigError) as exc:
+            await second.run(handle_signals=False)
+        assert exc.value.path == "metrics-address"
+        assert "cannot listen on 127.0.0.1:" in exc.value.message
+    finally:
+        await first.shutdown()
+
+
+def test_inventory_resolves_hashed_device_names_to_interfaces() -> None:
+    class Inv:
+        current = Snapshot(devices=(Device("enp0s3.100", 3), Device("eth1", 4)))
+
+    builder = ProductionBuilder()
+    assert builder._if_name("eth1") == "eth1"  # before the inventory exists: identity
+    builder._inventory = Inv()  # type: ignore[assignment]
+    hashed = Device("enp0s3.100", 3).name
+    assert hashed != "enp0s3.100"
+    assert builder._if_name(hashed) == "enp0s3.100"
+    assert builder._if_name("eth1") == "eth1"

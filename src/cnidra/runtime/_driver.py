@@ -153,7 +153,13 @@ class Driver:
         self.health = HealthServer(host, port, self.metrics.registry)
         for name in READINESS:
             self.health.add_check(name, functools.partial(self._check, name))
-        await self.health.start()
+        try:
+            await self.health.start()
+        except OSError as exc:
+            await self.health.stop()
+            self.health = None
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                              "metrics-address") from exc
 
         try:
             self.kube = await builder.kube(s)
