@@ -101,6 +101,10 @@ class ClaimCache:
     matches (when given) and the claim is allocated; otherwise it GETs the claim (a claim the
     kubelet asks about was just allocated, and the watch may lag behind the scheduler). Objects
     are v1-shaped (see ``KubeClient.get_claim``). ``hits``/``misses`` count answers.
+
+    Limit: an allocated claim that was deallocated and re-allocated under the same UID is
+    served as the watch last saw it, so for a moment after such a change a hit may be stale;
+    prepare re-reads (``uid=`` or a restart of the call) are cheap misses.
     """
 
     def __init__(self, client: KubeClient, *, namespace: str | None = None,
