@@ -273,3 +273,39 @@ async def test_health_follows_link_state(node: str) -> None:
             assert h["message"].startswith(f"{name}: interface disappeared at ")
         still = health_of(gone, "br0")
         assert still is not None and "disappeared" not in still["message"]
+
+
+async def test_event_socket_wakes_on_links_addresses_and_default_routes_only(
+    netns: Callable[[str], str],
+) -> None:
+    from cnidra.attach import run_in_netns_blocking  # noqa: PLC0415
+    from cnidra.inventory._netlink import NetlinkWatch  # noqa: PLC0415
+
+    ns = netns("cnev")
+    subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw",
+                    "net.ipv6.conf.default.accept_dad=0"], check=True)
+    watch = run_in_netns_blocking(f"/run/netns/{ns}", NetlinkWatch.open)  # bound in ns
+
+    async def quiet() -> None:
+        for _ in range(20):
+            if not await watch.wait(0.5):
+                return
+        raise AssertionError("events never stopped")
+
+    try:
+        assert not await watch.wait(0.1)
+        ip("link", "add", "t0", "type", "veth", "peer", "name", "t1", netns=ns)
+        assert await watch.wait(2)
+        await quiet()
+        ip("addr", "add", "10.215.0.1/24", "dev", "t0", netns=ns)
+        assert await watch.wait(2)
+        ip("link", "set", "t0", "up", netns=ns)
+        ip("link", "set", "t1", "up", netns=ns)
+        await quiet()
+        ip("route", "add", "10.216.0.0/24", "via", "10.215.0.2", netns=ns)
+        assert not await watch.wait(0.3)  # a non-default route never matters
+        ip("route", "add", "default", "via", "10.215.0.2", netns=ns)
+        assert await watch.wait(2)
+        assert not watch.drain()
+    finally:
+        watch.close()
