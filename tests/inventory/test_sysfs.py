@@ -190,3 +190,18 @@ def test_this_machines_real_sysfs_agrees_with_itself() -> None:
         assert facts.virtual == ("/devices/virtual/" in str(entry.resolve()))
         if not facts.virtual and (entry / "device").exists():
             assert facts.driver == (entry / "device" / "driver").resolve().name
+
+
+def test_usb_nic_has_no_pci_identity_of_its_host_controller(tmp_path: Path) -> None:
+    tree = Tree(tmp_path)
+    xhci = tree.pci("0000:00:14.0", vendor="0x8086", device="0xa36d", driver="xhci_hcd")
+    iface = xhci / "usb1" / "1-1" / "1-1:1.0"
+    iface.mkdir(parents=True)
+    drv = tmp_path / "bus" / "usb" / "drivers" / "cdc_ether"
+    drv.mkdir(parents=True)
+    (iface / "driver").symlink_to(os.path.relpath(drv, iface))
+    tree.netdev(xhci, "usb0", sub="usb1/1-1/1-1:1.0", speed="480")
+    facts = read_sysfs(tmp_path, "usb0")
+    assert not facts.virtual and facts.driver == "cdc_ether" and facts.speed_mbps == 480
+    assert facts.pci_address == "" and facts.pci_vendor == "" and facts.numa_node is None
+    assert facts.pcie_root == "pci0000:00"

@@ -29,6 +29,9 @@ Limits:
 * No CEL filtering here (publishing applies the operator's filter to published attributes) and
   no DRA naming or attributes beyond ``model.device_name``.
 * Netlink events are wake-ups only; their content is never trusted (the next dump is the truth).
+* A scan costs about 2 ms per interface, mostly pyroute2 decoding the link dump (measured with
+  ``bench/bench_inventory.py``: ~25 ms for 16 links, ~0.2 s for 128, ~0.9 s for 512), in a
+  worker thread; ``min_interval`` bounds how often a churning node pays it.
 """
 
 from cnidra.inventory._errors import InventoryError

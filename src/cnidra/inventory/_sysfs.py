@@ -17,8 +17,9 @@ Layout read (``<root>`` is normally ``/sys``)::
     <pf>/virtfn<N>                        -> a VF's PCI function (gives the VF index)
     <pci>/infiniband/<dev>                RDMA device (mlx5_0, …)
 
-``<pci>`` is the nearest PCI function (``0000:3b:00.0``) at or above the device, and the PCIe
-root is the ``pciDDDD:BB`` component of the resolved path.
+``<pci>`` is the device itself when it is a PCI function (``0000:3b:00.0``), or the function a
+``virtioN`` device sits on; a NIC on another bus (USB) has none. The PCIe root is the
+``pciDDDD:BB`` component of the resolved path.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pathlib import Path
 _PCI_ADDRESS = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
 _PCI_ROOT = re.compile(r"^pci[0-9a-f]{4}:[0-9a-f]{2}$")
 _VIRTFN = re.compile(r"^virtfn(\d+)$")
+_VIRTIO = re.compile(r"^virtio\d+$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,13 +87,15 @@ def _sorted_names(path: Path) -> list[str]:
         return []
 
 
-def _pci_function(device: Path, stop: Path) -> Path | None:
-    """The nearest PCI function at or above ``device`` (a virtio device sits under one)."""
-    for candidate in (device, *device.parents):
-        if candidate in (stop, candidate.parent):
-            return None
-        if _PCI_ADDRESS.match(candidate.name):
-            return candidate
+def _pci_function(device: Path) -> Path | None:
+    """The PCI function behind ``device``: itself, or the function a virtio device sits on.
+
+    Other buses (a USB NIC under its host controller) have no PCI function of their own.
+    """
+    if _PCI_ADDRESS.match(device.name):
+        return device
+    if _VIRTIO.match(device.name) and _PCI_ADDRESS.match(device.parent.name):
+        return device.parent
     return None
 
 
@@ -126,7 +130,7 @@ def read_sysfs(root: Path, if_name: str) -> SysfsFacts:
     if device is None:
         return base
     driver = _resolve(device / "driver")
-    pci = _pci_function(device, devices_root)
+    pci = _pci_function(device)
     if pci is None:
         return SysfsFacts(
             present=True, virtual=virtual, speed_mbps=base.speed_mbps,
