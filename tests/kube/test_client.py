@@ -197,3 +197,15 @@ async def test_unreachable_server_is_a_retryable_api_error(tmp_path: Any) -> Non
     with pytest.raises(KubeAPIError) as info:
         await connect(str(path), timeout=2)
     assert info.value.status == 0 and info.value.retryable
+
+
+async def test_capacity_probe_is_a_dry_run_and_decides() -> None:
+    """On 1.35 the gate is off by default; the probe asks the server instead of guessing
+    (the stand-in has no feature gates and keeps the field). Nothing is stored."""
+    async with ApiServer(git_version="v1.35.3") as srv:
+        kube = await connect(str(srv.kubeconfig))
+        try:
+            assert kube.api.consumable_capacity is True
+            assert srv.store.list("resourceslices.resource.k8s.io")["items"] == []
+        finally:
+            await kube.close()

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from cnidra.errors import ConfigError
+from cnidra.errors import ConfigError, KubeAPIError
 from cnidra.kube import Backoff, KubeClient, connect
 from cnidra.model.devices import Device, Snapshot
 from cnidra.publishing import Publisher
@@ -239,3 +239,12 @@ async def test_run_publishes_snapshots_and_republishes_deleted_slices(
         await until(lambda: len(stored(server)) == 1)
         assert len(stored(server)[0]["spec"]["devices"]) == 4
         assert generations(server) == {pub.generation} and pub.generation >= 3
+
+
+async def test_a_rejected_slice_is_reported_not_retried(server: ApiServer,
+                                                        client: KubeClient) -> None:
+    pub = Publisher(client, driver="CNI_DRA", node_name=NODE, backoff=FAST)
+    with pytest.raises(KubeAPIError) as info:
+        await pub.publish(snapshot(1))
+    assert info.value.status == 422 and "spec.driver" in str(info.value)
+    assert not pub.published and stored(server) == []
