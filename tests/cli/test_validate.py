@@ -276,3 +276,19 @@ def test_unreadable_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert run.code == 2
     assert f"{path}: {message}" in run.err
     assert "reserved in the pod" in run.out  # the readable file is still checked
+
+
+def test_json_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _write(tmp_path, _claim([_cni(ifName="eth0")]))
+    run = cnidra(capsys, "validate", "--json", path)
+    assert run.code == 1
+    assert json.loads(run.out) == [
+        {"file": path, "kind": "ResourceClaim", "object": "team-a/c1",
+         "path": "spec.devices.config[0].opaque.parameters.ifName",
+         "message": "'eth0' is reserved in the pod (reserved: eth0, lo); choose another name, "
+                    "e.g. net1", "severity": "error"},
+        {"file": path, "kind": "ResourceClaim", "object": "team-a/c1",
+         "path": "spec.devices.config[0].opaque.parameters.config",
+         "message": "is not set: DeviceClass 'cni.networking.x-k8s.io' must give it (it is not "
+                    "among the files given)", "severity": "warning"},
+    ]

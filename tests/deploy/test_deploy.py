@@ -20,6 +20,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+import cnidra
 from cnidra.claims import DEFAULT_ALLOWED_PLUGIN_TYPES
 from cnidra.cli import _commands
 from cnidra.runtime import Settings, from_sources
@@ -300,3 +301,9 @@ def test_helm_template_with_options_matches() -> None:
     rendered = _docs(_helm("template", "cnidra", str(CHART), "--namespace", "kube-system",
                            *OPTION_VALUES))
     assert rendered == _docs(OPTIONS.read_text())
+
+
+def test_chart_version_is_the_packages() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert chart["appVersion"] == project["version"] == cnidra.__version__

@@ -497,6 +497,8 @@ def register(subparsers: Any) -> None:
                              f"{','.join(defaults.allowed_plugins)})")
     parser.add_argument("--no-require-master", action="store_true",
                         help="the node runs with --require-master-is-allocated=false")
+    parser.add_argument("--json", action="store_true",
+                        help="print the findings as one JSON list instead of lines")
     parser.set_defaults(func=run)
 
 
@@ -512,8 +514,14 @@ def run(args: argparse.Namespace) -> int:
     policy = AdminPolicy(frozenset(args.allowed_plugins), not args.no_require_master)
     validator = Validator(args.driver, policy)
     findings = validator.run(docs)
-    for finding in findings:
-        sys.stdout.write(f"{finding}\n")
+    if args.json:
+        sys.stdout.write(json.dumps([
+            {"file": f.file, "kind": f.kind, "object": f.key, "path": f.path,
+             "message": f.message, "severity": "warning" if f.warning else "error"}
+            for f in findings], indent=2) + "\n")
+    else:
+        for finding in findings:
+            sys.stdout.write(f"{finding}\n")
     errors = sum(not f.warning for f in findings)
     warnings = len(findings) - errors
     sys.stderr.write(f"cnidra validate: {validator.checked} objects checked, {errors} errors, "
