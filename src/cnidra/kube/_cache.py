@@ -46,6 +46,7 @@ class Reflector:
         self._watch_timeout = watch_timeout
         self.synced = asyncio.Event()
         self.relists = 0
+        self.events = 0
         self.resource_version = ""
 
     async def run(self) -> None:
@@ -58,8 +59,8 @@ class Reflector:
                 self.resource_version = rv
                 self.relists += 1
                 self.synced.set()
-                failures = 0
                 await self._follow()
+                failures = 0
             except (CnidraError, TimeoutError) as exc:
                 if isinstance(exc, KubeAPIError) and exc.status == 410:
                     log.info("%s: watch expired (%s); relisting", self._what, exc)
@@ -71,15 +72,30 @@ class Reflector:
                 await asyncio.sleep(delay)
 
     async def _follow(self) -> None:
-        """Watch from ``resource_version`` until an error; normal ends resume the watch."""
+        """Watch from ``resource_version``, resuming after each normal end, until it fails.
+        A 410, or a failure after events arrived, returns (relist at once); a watch that fails
+        before delivering anything raises (the caller backs off)."""
+        start = self.events
         while True:
-            async with asyncio.timeout(self._watch_timeout):
-                async for event in self._watch(self.resource_version):
-                    rv = str((event.object.get("metadata") or {}).get("resourceVersion") or "")
-                    if rv:
-                        self.resource_version = rv
-                    if event.type in {"ADDED", "MODIFIED", "DELETED"}:
-                        self._on_event(event)
+            try:
+                await self._watch_once()
+            except TimeoutError:
+                continue  # our guard: the server kept the stream open too long; resume
+            except KubeAPIError as exc:
+                if exc.status == 410 or self.events > start:
+                    log.info("%s: watch ended (%s); relisting", self._what, exc)
+                    return
+                raise
+
+    async def _watch_once(self) -> None:
+        async with asyncio.timeout(self._watch_timeout):
+            async for event in self._watch(self.resource_version):
+                self.events += 1
+                rv = str((event.object.get("metadata") or {}).get("resourceVersion") or "")
+                if rv:
+                    self.resource_version = rv
+                if event.type in {"ADDED", "MODIFIED", "DELETED"}:
+                    self._on_event(event)
 
 
 def _key(obj: Mapping[str, Any]) -> tuple[str, str]:
