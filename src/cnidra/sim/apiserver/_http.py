@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +23,7 @@ from cnidra.sim.apiserver._resources import (
     field_matcher,
     label_matcher,
 )
-from cnidra.sim.apiserver._store import Store, WatchEvent, Written
+from cnidra.sim.apiserver._store import Store, Subscription, WatchEvent, Written
 
 
 @dataclass(frozen=True)
@@ -256,6 +257,8 @@ class Handler:
                 initial = [WatchEvent("ADDED", rtype, o, self.store.rv)
                            for o in self.store.select(rtype, target.namespace, "", "")]
                 last = self.store.rv
+            elif not since.isdigit():
+                raise err.bad_request(f"invalid resourceVersion {since!r}")
             else:
                 initial = self.store.since(rtype, int(since))
                 last = max([int(since)] + [e.rv for e in initial])
@@ -267,27 +270,38 @@ class Handler:
                     target.namespace
                 return e.rtype == rtype and ns_ok and by_field(e.obj) and by_label(e.obj)
 
-            for event in initial:
-                if visible(event):
-                    await self._send(resp, event.type, self._render(rtype, event.obj, target))
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + timeout
-            while (left := deadline - loop.time()) > 0:
-                wait = min(left, self.bookmark_interval) if bookmarks else left
-                try:
-                    event = await asyncio.wait_for(sub.queue.get(), wait)
-                except TimeoutError:
-                    if bookmarks and loop.time() < deadline:
-                        mark = _bookmark(rtype, target.version, self.store.rv)
-                        await self._send(resp, "BOOKMARK", mark)
-                    continue
-                if event.rv > last and visible(event):
-                    await self._send(resp, event.type, self._render(rtype, event.obj, target))
+            try:
+                await self._stream(resp, initial=initial, sub=sub, visible=visible,
+                                   rtype=rtype, target=target, last=last, timeout=timeout,
+                                   bookmarks=bookmarks)
+            except ConnectionError:  # the client went away
+                return resp
             with contextlib.suppress(ConnectionError):
                 await resp.write_eof()
             return resp
         finally:
             sub.close()
+
+    async def _stream(self, resp: web.StreamResponse, *, initial: list[WatchEvent],
+                      sub: Subscription, visible: Callable[[WatchEvent], bool],
+                      rtype: ResourceType, target: Target, last: int, timeout: float,
+                      bookmarks: bool) -> None:
+        for event in initial:
+            if visible(event):
+                await self._send(resp, event.type, self._render(rtype, event.obj, target))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (left := deadline - loop.time()) > 0:
+            wait = min(left, self.bookmark_interval) if bookmarks else left
+            try:
+                event = await asyncio.wait_for(sub.queue.get(), wait)
+            except TimeoutError:
+                if bookmarks and loop.time() < deadline:
+                    await self._send(resp, "BOOKMARK",
+                                     _bookmark(rtype, target.version, self.store.rv))
+                continue
+            if event.rv > last and visible(event):
+                await self._send(resp, event.type, self._render(rtype, event.obj, target))
 
     @staticmethod
     def _render(rtype: ResourceType, obj: dict[str, Any], target: Target) -> dict[str, Any]:
