@@ -12,9 +12,11 @@ from typing import Any
 
 import pytest
 
+from cnidra.claims import ClaimState
 from cnidra.errors import ConflictError, KubeAPIError, NotFoundError
 from cnidra.kube import Backoff, ClaimCache, KubeClient, Reflector, StatusWriter, WatchEvent
 from cnidra.kube import connect as kube_connect
+from cnidra.model.claims import ClaimRef
 from cnidra.sim.apiserver import ApiServer
 from support import SHARED
 
@@ -241,3 +243,22 @@ async def test_reflector_relists_on_410_and_backs_off_on_errors() -> None:
     assert seen == ["5", "9", "5"]
     assert events == ["MODIFIED"]
     assert len(lists) == 3 and replaced == [1, 1]
+
+
+async def test_claim_state_prepares_through_the_cache(
+    server: ApiServer, client: FlakyClient, tmp_path: Any,
+) -> None:
+    real = adminaccess_claim()
+    server.store.load(real)
+    server.store.load(json.loads((FIX / "demo/deviceclass.v1.json").read_text()))
+    cache = ClaimCache(client, backoff=FAST)
+    async with running(cache.run()):
+        assert await cache.wait_synced(5.0)
+        state = await ClaimState.open(str(tmp_path), cache, driver=DRIVER)
+        ref = ClaimRef("default", real["metadata"]["name"], real["metadata"]["uid"])
+        outcome = (await state.prepare([ref]))[ref.uid]
+        assert outcome.ok, outcome.error
+        assert [d.device_name for d in outcome.devices] == ["eth1"]
+        assert cache.hits >= 1
+        wrong = ClaimRef("default", real["metadata"]["name"], "1" * 8 + ref.uid[8:])
+        assert "UID" in (await state.prepare([wrong]))[wrong.uid].error

@@ -247,3 +247,16 @@ def test_unsupported_version_is_rejected() -> None:
     with pytest.raises(ConfigError):
         build_slices(snapshot(1), driver=DRIVER, node_name=NODE, generation=1,
                      api_version="v2", consumable_capacity=False)  # type: ignore[arg-type]
+
+
+def test_a_device_with_every_fact_stays_within_32() -> None:
+    full = nic(0, kind="bridge", sriov_total_vfs=64, sriov_num_vfs=8, sriov_pf="ens1f0",
+               sriov_vf_index=7, rdma=True, rdma_device="mlx5_3", master="br-ex",
+               vxlan_id=4096, alias="uplink to the top-of-rack switch", numa_node=3)
+    dev = slice_device(full, consumable_capacity=True)
+    total = len(dev["attributes"]) + len(dev.get("capacity", {}))
+    assert 25 <= total <= 32
+    objs = build_slices(Snapshot((full,)), driver=DRIVER, node_name=NODE, generation=1,
+                        api_version="v1", consumable_capacity=True)
+    check_limits(objs[0])
+    validate(objs[0])
