@@ -55,16 +55,35 @@ def _one_line(text: str) -> str:
 
 
 async def _main(options: DemoOptions) -> int:
+    """Run the demo; SIGINT/SIGTERM interrupt it (everything is removed). With ``--keep``
+    the first signal during the keep phase only ends that phase."""
     task = asyncio.current_task()
     assert task is not None
     loop = asyncio.get_running_loop()
+    interrupted = asyncio.Event()
+    keeping, keep_done = asyncio.Event(), asyncio.Event()
+
+    def on_signal() -> None:
+        if keeping.is_set() and not keep_done.is_set():
+            keep_done.set()
+            return
+        interrupted.set()
+        task.cancel()
+
+    async def keep_running() -> None:
+        keeping.set()
+        await keep_done.wait()
+
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, task.cancel)
+        loop.add_signal_handler(signum, on_signal)
     try:
-        result = await run_demo(options, sys.stdout)
+        result = await run_demo(options, sys.stdout, keep_running=keep_running,
+                                interrupted=interrupted)
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
+    if interrupted.is_set():
+        raise asyncio.CancelledError
     return 0 if result.ok else EXIT_FAILED
 
 

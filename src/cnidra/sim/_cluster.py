@@ -222,6 +222,7 @@ class Cluster:
         driver_args: Sequence[str] = (), work_root: Path | None = None,
         start_timeout: float = 30.0, pod_timeout: float = 30.0,
         admin_namespaces: Sequence[str] = ("default",),
+        interrupted: asyncio.Event | None = None,
     ) -> None:
         if api_version not in ("v1", "v1beta1"):
             raise ClusterError(f"api version {api_version!r}: must be v1 or v1beta1")
@@ -245,8 +246,16 @@ class Cluster:
         self.deployments: dict[str, dict[str, Any]] = {}
         self.started_at = 0.0
         self.saved_logs: Path | None = None
+        self.interrupted = interrupted if interrupted is not None else asyncio.Event()
         self._started = False
         self._stopped = False
+
+    def check_interrupted(self) -> None:
+        """Raise CancelledError once interrupted, also when a callee turned the cancellation
+        into an error or swallowed it (gRPC reports CANCELLED; 3.11's wait_for can lose it)."""
+        task = asyncio.current_task()
+        if self.interrupted.is_set() or (task is not None and task.cancelling()):
+            raise asyncio.CancelledError
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -381,9 +390,11 @@ class Cluster:
             return
         self._stopped = True
         steps: list[tuple[str, Any]] = []
-        if self.running:
+        task = asyncio.current_task()
+        graceful = not (self.interrupted.is_set() or (task is not None and task.cancelling()))
+        if self.running and graceful:  # interrupted: the namespaces go anyway, be quick
             steps.append(("pods", lambda: asyncio.wait_for(
-                self._stop_pods(list(self.running.values())), 15)))
+                self._stop_pods(list(self.running.values())), 10)))
         for node in self.nodes.values():
             if node.driver is not None and node.driver.pid is not None:
                 steps.append((f"{node.name} driver", node.driver.stop))
@@ -397,7 +408,7 @@ class Cluster:
             try:
                 await asyncio.shield(step())
             except (Exception, asyncio.CancelledError) as exc:
-                log.warning("cleanup of %s failed: %s", what, exc)
+                log.warning("cleanup of %s failed: %s", what, str(exc) or type(exc).__name__)
         await asyncio.to_thread(shutil.rmtree, self.workdir, True)
 
     async def residue(self) -> list[str]:
@@ -489,6 +500,7 @@ class Cluster:
                    and _key(_meta(p)["namespace"], _meta(p)["name"]) not in self.running
                    and _key(_meta(p)["namespace"], _meta(p)["name"]) not in self.failed]
         outcomes = await asyncio.gather(*(self._start_pod(p) for p in pending))
+        self.check_interrupted()
         started = [o for o in outcomes if isinstance(o, RunningPod)]
         failed = [o for o in outcomes if isinstance(o, PodFailure)]
         if started:
@@ -522,6 +534,7 @@ class Cluster:
             try:
                 outcomes = await node.kubelet.prepare(refs, driver=DRIVER)
             except CnidraError as exc:
+                self.check_interrupted()
                 return self._fail(pod, node.name, f"NodePrepareResources: {exc}")
             errors = [o.error for o in outcomes.values() if o.error]
             if errors:
@@ -539,6 +552,7 @@ class Cluster:
             await node.runtime.run_pod_sandbox(sandbox)
         except (PodHookError, CnidraError) as exc:
             await self.fabric.remove_pod(sandbox_id)
+            self.check_interrupted()
             if refs:
                 with contextlib.suppress(CnidraError):
                     await node.kubelet.unprepare(refs, driver=DRIVER)
@@ -576,6 +590,7 @@ class Cluster:
         deadline = loop.time() + self.pod_timeout
         waiting = [(p, r) for p in pods for r in p.claims]
         while waiting:
+            self.check_interrupted()
             waiting = [(p, r) for p, r in waiting if not self._claim_ready(r)]
             if not waiting:
                 return
@@ -599,6 +614,7 @@ class Cluster:
         """Delete pods the way the kubelet tears them down; then the claim controller runs."""
         keys = [_key(_meta(p)["namespace"], _meta(p)["name"]) for p in pods]
         await self._stop_pods([self.running[k] for k in keys if k in self.running])
+        self.check_interrupted()
         for pod in pods:
             meta = _meta(pod)
             self.failed.pop(_key(meta["namespace"], meta["name"]), None)

@@ -326,15 +326,19 @@ def _record_pods(result: DemoResult, views: list[PodView], scale: ScaleResult) -
 
 
 async def run_demo(options: DemoOptions, out: TextIO, *,
-                   keep_running: Callable[[], Awaitable[None]] | None = None) -> DemoResult:
+                   keep_running: Callable[[], Awaitable[None]] | None = None,
+                   interrupted: asyncio.Event | None = None) -> DemoResult:
     """The whole demo; returns the verdicts. ``keep_running`` is awaited with ``--keep``
-    (default: until cancelled, e.g. by Ctrl-C); the scale-down and checks run after it."""
-    return await _Run(options, Printer(out), keep_running).run()
+    (default: until cancelled, e.g. by Ctrl-C); the scale-down and checks run after it.
+    Setting ``interrupted`` (and cancelling the task) stops the run: everything is removed
+    and CancelledError propagates."""
+    return await _Run(options, Printer(out), keep_running, interrupted).run()
 
 
 class _Run:
     def __init__(self, options: DemoOptions, printer: Printer,
-                 keep_running: Callable[[], Awaitable[None]] | None) -> None:
+                 keep_running: Callable[[], Awaitable[None]] | None,
+                 interrupted: asyncio.Event | None) -> None:
         self.options = options
         self.p = printer
         self.keep_running = keep_running
@@ -344,7 +348,7 @@ class _Run:
         self.replicas = int((deployment.get("spec") or {}).get("replicas", 1))
         self.result = DemoResult()
         self.cluster = Cluster(nodes=options.nodes, api_version=options.api_version,
-                               driver_args=options.driver_args)
+                               driver_args=options.driver_args, interrupted=interrupted)
 
     async def run(self) -> DemoResult:
         began = time.monotonic()
@@ -356,7 +360,9 @@ class _Run:
             async with self.cluster:
                 self.result.timings["start"] = time.monotonic() - began
                 await self._up()
+                self.cluster.check_interrupted()
                 await self._show()
+                self.cluster.check_interrupted()
                 if self.options.keep:
                     await _keep(self.cluster, self.p, self.keep_running)
                 await self._down()
