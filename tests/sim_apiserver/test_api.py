@@ -279,3 +279,13 @@ async def test_templates_convert_both_ways() -> None:
         assert created.status == 201
         back = (await api.get(f"{V1}/namespaces/default/resourceclaimtemplates/copy")).body
         assert back["spec"] == template["spec"]
+
+
+async def test_a_new_claim_has_an_empty_status() -> None:
+    claim = {"apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaim",
+             "metadata": {"name": "c"}, "spec": {"devices": {"requests": []}},
+             "status": {"reservedFor": [{"resource": "pods", "name": "p", "uid": "u"}]}}
+    async with running() as api:
+        created = await api.post(f"{V1}/namespaces/default/resourceclaims", claim)
+        assert created.status == 201 and created.body["status"] == {}
+        assert "generation" not in created.body["metadata"]

@@ -224,8 +224,8 @@ class Store:
             meta["name"] = meta["generateName"] + "".join(secrets.choice(_ALNUM) for _ in range(5))
         if (meta.get("namespace", ""), meta["name"]) in self._bucket(rtype):
             raise err.already_exists(rtype.plural, rtype.group, meta["name"])
-        if rtype.kind == "ResourceClaim":
-            obj.pop("status", None)
+        if rtype.kind == "ResourceClaim":  # status is a struct: always there, empty at first
+            obj["status"] = {}
         self._validate(rtype, obj, None)
         meta.update(uid=str(uuid.uuid4()), creationTimestamp=now())
         meta.pop("resourceVersion", None)
