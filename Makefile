@@ -6,6 +6,7 @@ PY := $(VENV)/bin/python
 setup:
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q -e '.[test]'
+	VENV=$(VENV) scripts/install-helm
 
 demo:
 	$(VENV)/bin/cnidra demo
@@ -25,5 +26,7 @@ layers:
 bench:
 	$(PY) -m bench
 
-protos:
+protos:  # regenerate all gRPC/ttrpc code from our .proto files (tests check it is in sync)
 	$(PY) -m cnidra.kubelet._proto.generate
+	$(PY) -m cnidra.ttrpc._proto.generate
+	$(PY) -m cnidra.nri._proto.generate
