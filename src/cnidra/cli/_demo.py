@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from cnidra.errors import CnidraError
 from cnidra.sim._demo import DemoOptions, run_demo
 
 EXIT_FAILED = 1
+CNI_BIN_DIRS = ("/opt/cni/bin", "/usr/lib/cni")  # the driver's default --cni-bin-dirs
 EXIT_INTERRUPTED = 130
 
 _DESCRIPTION = """\
@@ -87,10 +89,26 @@ async def _main(options: DemoOptions) -> int:
     return 0 if result.ok else EXIT_FAILED
 
 
+def _missing_tools() -> str:
+    """What the demo needs on this machine and does not find ("" when all is there)."""
+    if shutil.which("ip") is None:
+        return "the 'ip' command (iproute2) is not installed"
+    dirs = [d for d in CNI_BIN_DIRS if Path(d).is_dir()]
+    for plugin in ("macvlan", "host-local"):
+        if shutil.which(plugin, path=os.pathsep.join(dirs)) is None:
+            return (f"the CNI plugin {plugin!r} is not in {' or '.join(CNI_BIN_DIRS)} "
+                    "(install containernetworking-plugins)")
+    return ""
+
+
 def run(args: argparse.Namespace) -> int:
     if os.geteuid() != 0:
         sys.stderr.write("cnidra demo: needs root (it creates network namespaces and runs a "
                          "driver per node); run it with sudo\n")
+        return EXIT_FAILED
+    missing = _missing_tools()
+    if missing:
+        sys.stderr.write(f"cnidra demo: {missing}\n")
         return EXIT_FAILED
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -26,6 +26,7 @@ from cnidra.model.devices import Health
 from cnidra.sim._cluster import DRIVER, Cluster, Leftovers, RunningPod, ScaleResult
 from cnidra.sim._fabric import NodeSpec
 from cnidra.sim._manifests import MANIFESTS, ManifestSet, default_manifests, load
+from cnidra.sim.scheduler import ADMIN_ACCESS_LABEL
 
 _TALK = MANIFESTS / "v1" / "demo.yaml"
 _DEFAULT_CLASS = "cni.networking.x-k8s.io"
@@ -295,6 +296,12 @@ async def _fill_interface(cluster: Cluster, pod: RunningPod, view: PodView, *,
             return
 
 
+def _admin_access(template: Mapping[str, Any]) -> bool:
+    requests = (((template.get("spec") or {}).get("spec") or {}).get("devices") or {}).get(
+        "requests") or []
+    return any((r.get("exactly") or r).get("adminAccess") for r in requests)
+
+
 def _check_claims(cluster: Cluster, result: DemoResult, started: Sequence[RunningPod]) -> None:
     for pod in started:
         for ref in pod.claims:
@@ -386,6 +393,10 @@ class _Run:
         p.line(f"API server, network and {len(cluster.nodes)} real `cnidra driver` processes up "
                f"in {result.timings['start']:.1f}s (drivers registered with their kubelet and "
                "runtime, slices published)")
+        if any(_admin_access(t) for t in self.manifests.of_kind("ResourceClaimTemplate")):
+            for namespace in cluster.admin_namespaces:
+                p.section(f"kubectl label namespace {namespace} {ADMIN_ACCESS_LABEL}=true",
+                          "the templates ask for adminAccess")
         cluster.apply(self.manifests)
         p.section("kubectl get resourceslices")
         p.line(slices_table(cluster.objects.list("resourceslices")))
@@ -466,14 +477,18 @@ async def _keep(cluster: Cluster, p: Printer,
     p.line(pods_table(await _pod_views(cluster, with_health=True), health=True))
     p.line()
     p.line("Running until Ctrl-C. Look around:")
-    p.line(f"  ip netns | grep {cluster.fabric.run_id}        # node and pod namespaces")
-    some = next(iter(cluster.running.values()), None)
+    hints = [(f"ip netns | grep {cluster.fabric.run_id}", "node and pod namespaces")]
+    some = next(iter(sorted(cluster.running.values(), key=lambda r: r.name)), None)
     if some is not None:
-        p.line(f"  ip -n {some.netns} addr                     # inside pod {some.name}")
+        hints.append((f"ip -n {some.netns} addr", f"inside pod {some.name}"))
     for node in cluster.nodes.values():
-        p.line(f"  ip -n {node.netns} link                     # node {node.name}")
-        p.line(f"  less {node.paths.log}   # its driver's log")
-    p.line(f"  kubeconfig: {cluster.api.kubeconfig} (API server stand-in at {cluster.api.url})")
+        hints.append((f"ip -n {node.netns} link", f"node {node.name}"))
+        hints.append((f"less {node.paths.log}", f"the driver of {node.name}"))
+    hints.append((f"cat {cluster.api.kubeconfig}",
+                  f"kubeconfig of the API server stand-in at {cluster.api.url}"))
+    width = max(len(cmd) for cmd, _ in hints)
+    for cmd, what in hints:
+        p.line(f"  {cmd.ljust(width)}   # {what}")
     task = asyncio.current_task()
     try:
         await (keep_running() if keep_running is not None else asyncio.Event().wait())
