@@ -63,9 +63,12 @@ class Demo:
         return self.proc.returncode, text, err.decode()
 
     async def kill(self) -> None:
+        """Whatever happened: the demo is gone and so is everything it left."""
         if self.proc.returncode is None:
             self.proc.kill()
             await self.proc.wait()
+        if residue(self.proc.pid):
+            await reap_stale()
 
 
 async def test_the_readme_command(cni_bin_dirs: list[str]) -> None:
@@ -109,7 +112,7 @@ async def test_keep_runs_until_ctrl_c(cni_bin_dirs: list[str]) -> None:
     demo = await Demo.start("--keep", "--replicas", "2")
     try:
         await demo.wait_for("Running until Ctrl-C")
-        await demo.wait_for("kubeconfig:")
+        await demo.wait_for("kubeconfig of the API server stand-in")
         assert any(p.startswith(f"/run/netns/cns{demo.proc.pid}x") for p in residue(
             demo.proc.pid))
         health = next(ln for ln in demo.lines if "DEVICE HEALTH" in ln)
@@ -142,5 +145,3 @@ async def test_a_killed_run_is_reaped(cni_bin_dirs: list[str]) -> None:
         assert residue(demo.proc.pid) == []
     finally:
         await demo.kill()
-        if residue(demo.proc.pid):
-            await reap_stale()
