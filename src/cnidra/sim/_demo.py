@@ -88,7 +88,7 @@ class DemoResult:
 
 
 def select_manifests(options: DemoOptions) -> tuple[ManifestSet, list[str]]:
-    """The manifests to run and how to name them. Without a workload the talk's Deployment
+    """The manifests to run and how to name them. Without any workload the talk's Deployment
     runs, pointed at the manifests' only ResourceClaimTemplate when there is exactly one;
     without the DeviceClass the manifests use by name, the builtin one is added."""
     if options.manifests:
@@ -105,7 +105,7 @@ def select_manifests(options: DemoOptions) -> tuple[ManifestSet, list[str]]:
             builtin = MANIFESTS / "v1beta1" / "demo.yaml"
         manifests.objects[:0] = load([builtin]).of_kind("DeviceClass")
         shown.append(f"<builtin>/{builtin.relative_to(MANIFESTS)} (DeviceClass only)")
-    if not any(w.get("kind") == "Deployment" for w in manifests.workloads):
+    if not manifests.workloads:
         talk = next(w for w in load([_TALK]).workloads if w.get("kind") == "Deployment")
         templates = manifests.of_kind("ResourceClaimTemplate")
         if len(templates) == 1:
@@ -243,10 +243,18 @@ class Printer:
 
     def __init__(self, out: TextIO) -> None:
         self.out = out
+        self.closed = False
 
     def line(self, text: str = "") -> None:
-        self.out.write(text + "\n")
-        self.out.flush()
+        """Write a line; once the reader is gone (``| head``) stay quiet and let the run
+        finish and clean up."""
+        if self.closed:
+            return
+        try:
+            self.out.write(text + "\n")
+            self.out.flush()
+        except BrokenPipeError:
+            self.closed = True
 
     def section(self, command: str, note: str = "") -> None:
         self.line()
@@ -350,9 +358,10 @@ class _Run:
         self.p = printer
         self.keep_running = keep_running
         self.manifests, self.shown = select_manifests(options)
-        deployment = next(w for w in self.manifests.workloads if w.get("kind") == "Deployment")
-        self.deployment = str(deployment["metadata"]["name"])
-        self.replicas = int((deployment.get("spec") or {}).get("replicas", 1))
+        deployments = [w for w in self.manifests.workloads if w.get("kind") == "Deployment"]
+        self.replicas = {str(d["metadata"]["name"]): int((d.get("spec") or {}).get("replicas", 1))
+                         for d in deployments}
+        self.bare_pods = len(self.manifests.workloads) - len(deployments)
         self.result = DemoResult()
         self.cluster = Cluster(nodes=options.nodes, api_version=options.api_version,
                                driver_args=options.driver_args, interrupted=interrupted)
@@ -380,7 +389,7 @@ class _Run:
         result = self.result
         result.residue = await self.cluster.residue()
         result.timings["total"] = time.monotonic() - began
-        _verdicts(result, self.replicas)
+        _verdicts(result, sum(self.replicas.values()) + self.bare_pods)
         self.p.line()
         verdict = "OK" if result.ok else "FAILED: " + "; ".join(result.problems)
         removed = "everything removed" if not result.residue else "NOT everything removed"
@@ -401,10 +410,22 @@ class _Run:
         p.section("kubectl get resourceslices")
         p.line(slices_table(cluster.objects.list("resourceslices")))
         t0 = time.monotonic()
-        scaled = await cluster.scale(self.deployment, self.replicas)
+        scaled = ScaleResult()
+        if self.bare_pods:
+            scaled.started, scaled.failed, scaled.report = await cluster.reconcile()
+        for name, replicas in self.replicas.items():
+            more = await cluster.scale(name, replicas)
+            scaled.started += more.started
+            scaled.failed += more.failed
+            scaled.report.scheduled.update(more.report.scheduled)
+            scaled.report.unschedulable.update(more.report.unschedulable)
         result.timings["scale_up"] = time.monotonic() - t0
-        p.section(f"kubectl scale deployment {self.deployment} --replicas={self.replicas}")
-        p.line(f"{self.replicas} pods created: {len(scaled.report.scheduled)} scheduled, "
+        total = sum(self.replicas.values()) + self.bare_pods
+        for name, replicas in self.replicas.items():
+            p.section(f"kubectl scale deployment {name} --replicas={replicas}")
+        if self.bare_pods:
+            p.section("kubectl create -f <manifests>", f"{self.bare_pods} bare pods")
+        p.line(f"{total} pods created: {len(scaled.report.scheduled)} scheduled, "
                f"{len(scaled.started)} running with their claims Ready in "
                f"{result.timings['scale_up']:.1f}s")
         _check_claims(cluster, result, scaled.started)
@@ -443,11 +464,17 @@ class _Run:
     async def _down(self) -> None:
         cluster, p, result = self.cluster, self.p, self.result
         t0 = time.monotonic()
-        down = await cluster.scale(self.deployment, 0)
+        stopped: list[str] = []
+        for name in self.replicas:
+            stopped += (await cluster.scale(name, 0)).stopped
+        stopped += await cluster.delete_pods(cluster.objects.list("pods"))
         result.timings["scale_down"] = time.monotonic() - t0
         result.leftovers = await cluster.leftovers()
-        p.section(f"kubectl scale deployment {self.deployment} --replicas=0")
-        p.line(f"{len(down.stopped)} pods deleted in {result.timings['scale_down']:.1f}s "
+        for name in self.replicas:
+            p.section(f"kubectl scale deployment {name} --replicas=0")
+        if self.bare_pods:
+            p.section("kubectl delete pods --all")
+        p.line(f"{len(stopped)} pods deleted in {result.timings['scale_down']:.1f}s "
                "(NRI stop, unprepare, NRI remove, netns removed, pod and claim deleted)")
         p.line(leftovers_line(result.leftovers))
 
