@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -223,3 +224,63 @@ async def test_same_ifname_in_two_claims_fails_before_any_add(world: World) -> N
     with pytest.raises(ConfigError, match="both ask for interface 'net1'; pod interface names"):
         await world.attacher.run_pod_sandbox(world.sandbox())
     assert world.leases(a) == [] and world.leases(b) == []
+
+
+@dataclass
+class SlowRecordState(FakeState):
+    """Records like FakeState, but the checkpoint write takes a while (so a cancel lands in it)."""
+
+    started: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def record_attachments(self, attachments: Iterable[Attachment]) -> None:
+        self.started.set()
+        await asyncio.sleep(0.3)
+        await super().record_attachments(attachments)
+
+
+async def _cancel_when(task: asyncio.Task[Any], ready: Callable[[], bool]) -> None:
+    for _ in range(500):
+        if ready():
+            break
+        await asyncio.sleep(0.01)
+    assert ready(), "the attach never reached the point to cancel at"
+    task.cancel()
+    await asyncio.sleep(0.05)
+    task.cancel()  # a second cancel (the driver stopping) must not cut the rollback short
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_cancel_during_add_leaves_nothing_behind(world: World) -> None:
+    nets = [unique("net"), unique("net")]
+    for n, (uid, if_name, net) in enumerate(zip(("a", "b"), ("net1", "net2"), nets, strict=True)):
+        world.state.plans[uid] = plan(uid, "pod-1", if_name, macvlan_conflist(
+            net, world.master, world.data_dir, f"10.77.{20 + n}.0/24"), net)
+    sb = world.sandbox()
+    task = asyncio.ensure_future(world.attacher.run_pod_sandbox(sb))
+    # cancel once the first interface exists (its lease is taken), while the second is added
+    await _cancel_when(task, lambda: bool(world.leases(nets[0])))
+    ns = Path(sb.netns or "").name
+    links_now = ip("-o", "link", netns=ns)
+    assert "net1" not in links_now and "net2" not in links_now
+    assert world.leases(nets[0]) == [] and world.leases(nets[1]) == []
+    assert world.state.attachments == {}
+    assert await world.cni.cached_attachments() == []
+
+
+async def test_cancel_during_the_checkpoint_write_rolls_back(world: World) -> None:
+    slow = SlowRecordState()
+    world.attacher = Attacher(driver=DRIVER, state=slow, cni=world.cni, status=world.sink,
+                              events=world.sink)
+    net = unique("net")
+    slow.plans["c1"] = plan("c1", "pod-1", "net1", macvlan_conflist(
+        net, world.master, world.data_dir, "10.77.22.0/24"), net)
+    sb = world.sandbox()
+    task = asyncio.ensure_future(world.attacher.run_pod_sandbox(sb))
+    await _cancel_when(task, slow.started.is_set)
+    ns = Path(sb.netns or "").name
+    assert "net1" not in ip("-o", "link", netns=ns)
+    assert world.leases(net) == []
+    assert slow.attachments == {}  # the write finished, then the undo forgot it again
+    assert await world.cni.cached_attachments() == []
+    assert world.sink.status == []  # never reported Ready

@@ -28,6 +28,7 @@ from typing import Any
 from cnidra.attach._netns import netns_exists
 from cnidra.attach._ports import CNI, EventSink, PreparedState, Sandbox, StatusSink
 from cnidra.attach._status import failed_entry, ready_entry
+from cnidra.attach._uncancellable import uncancellable
 from cnidra.claims import check_pod_interfaces
 from cnidra.cni import RuntimeConf, parse_conflist
 from cnidra.errors import CnidraError
@@ -102,29 +103,41 @@ class Attacher:
             todo = [(p, i) for p, i in _planned(plans) if (p.claim_uid, i.if_name) not in done]
             if not todo:
                 return []
-            added = await self._add_all(sandbox, todo)
+            tried: list[tuple[ClaimPlan, PlannedInterface]] = []
             try:
-                await self._state.record_attachments(added)
+                added = await self._add_all(sandbox, todo, tried)
+                await uncancellable(self._state.record_attachments(added))
+            except asyncio.CancelledError:
+                # The hook missed its deadline (or the driver stops): leave nothing behind, not
+                # even when cancelled again while undoing. DEL every interface we started and
+                # forget whatever the checkpoint write may have recorded meanwhile.
+                log.warning("RunPodSandbox of sandbox %s cancelled: rolling back %d interface(s)",
+                            sandbox.id, len(tried))
+                await uncancellable(self._undo(sandbox, tried))
+                raise
             except CnidraError as exc:
-                await self._rollback(sandbox, todo[: len(added)])
+                await uncancellable(self._rollback(sandbox, tried))
                 raise AttachError(f"cannot record the attachments: {exc}") from exc
             for plan in {p.claim_uid: p for p, _ in todo}.values():
                 self._report_ready(plan, sandbox.id)
             return added
 
     async def _add_all(
-        self, sandbox: Sandbox, todo: Sequence[tuple[ClaimPlan, PlannedInterface]]
+        self, sandbox: Sandbox, todo: Sequence[tuple[ClaimPlan, PlannedInterface]],
+        tried: list[tuple[ClaimPlan, PlannedInterface]],
     ) -> list[Attachment]:
+        """ADD each planned interface in order; ``tried`` grows before each ADD starts, so a
+        caller that is cancelled knows what to DEL. A failed ADD rolls back everything tried
+        (itself included) and raises ``AttachError``."""
         added: list[Attachment] = []
         netns = sandbox.netns or ""
         for plan, iface in todo:
             rt = RuntimeConf(sandbox.id, netns, iface.if_name, cni_args(sandbox))
+            tried.append((plan, iface))
             try:
                 result = await self._cni.add(parse_conflist(iface.conflist), rt)
-            except (CnidraError, asyncio.CancelledError) as exc:
-                await self._rollback(sandbox, todo[: len(added) + 1])
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
+            except CnidraError as exc:
+                await uncancellable(self._rollback(sandbox, tried))
                 message = (f"claim {plan.key}: {iface.if_name} on device {iface.device}: "
                            f"{exc}")
                 self._report_failed(plan, iface, str(exc))
@@ -135,6 +148,16 @@ class Attacher:
                 cni_result=result.to_dict(), since=self._clock(),
             ))
         return added
+
+    async def _undo(
+        self, sandbox: Sandbox, tried: Sequence[tuple[ClaimPlan, PlannedInterface]]
+    ) -> None:
+        await self._rollback(sandbox, tried)
+        try:
+            await self._state.remove_attachments(
+                (plan.claim_uid, iface.if_name, sandbox.id) for plan, iface in tried)
+        except CnidraError as exc:
+            log.error("cannot forget the attachments of sandbox %s: %s", sandbox.id, exc)
 
     async def _rollback(
         self, sandbox: Sandbox, tried: Sequence[tuple[ClaimPlan, PlannedInterface]]
