@@ -136,8 +136,7 @@ async def test_a_killed_run_is_reaped(cni_bin_dirs: list[str]) -> None:
         await demo.proc.wait()
         left = residue(demo.proc.pid)
         assert any("process" in p for p in left) and any("/run/netns/" in p for p in left)
-        removed = await reap_stale()
-        assert removed
+        await reap_stale()  # (a run starting elsewhere meanwhile may have reaped it first)
         for _ in range(50):  # killed processes disappear asynchronously
             if not residue(demo.proc.pid):
                 break
