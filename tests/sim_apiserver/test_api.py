@@ -289,3 +289,32 @@ async def test_a_new_claim_has_an_empty_status() -> None:
         created = await api.post(f"{V1}/namespaces/default/resourceclaims", claim)
         assert created.status == 201 and created.body["status"] == {}
         assert "generation" not in created.body["metadata"]
+
+
+async def test_core_objects_labels_and_status_subresource() -> None:
+    pods = "/api/v1/namespaces/default/pods"
+    async with running() as api:
+        for name, app in (("a", "web"), ("b", "db"), ("c", "web")):
+            pod = {"apiVersion": "v1", "kind": "Pod",
+                   "metadata": {"name": name, "labels": {"app": app}},
+                   "spec": {"containers": []}, "status": {"phase": "Running"}}
+            assert (await api.post(pods, pod)).status == 201
+        web = await api.get(pods, labelSelector="app=web")
+        assert [p["metadata"]["name"] for p in web.body["items"]] == ["a", "c"]
+        notweb = await api.get(pods, labelSelector="app notin (web)")
+        assert [p["metadata"]["name"] for p in notweb.body["items"]] == ["b"]
+        current = (await api.get(f"{pods}/a")).body
+        current["status"] = {"phase": "Succeeded"}
+        current["spec"]["nodeName"] = "kind-worker"
+        main = await api.put(f"{pods}/a", current)
+        assert main.body["spec"]["nodeName"] == "kind-worker"
+        assert main.body["status"] == (await api.get(f"{pods}/a")).body["status"]
+        status = await api.patch(f"{pods}/a/status", {"status": {"phase": "Succeeded"}},
+                                 "application/merge-patch+json")
+        assert status.body["status"]["phase"] == "Succeeded"
+        on_node = await api.get(pods, fieldSelector="spec.nodeName=kind-worker")
+        assert [p["metadata"]["name"] for p in on_node.body["items"]] == ["a"]
+        gone = await api.request("DELETE", pods, labelSelector="app=web")
+        assert sorted(p["metadata"]["name"] for p in gone.body["items"]) == ["a", "c"]
+        assert [p["metadata"]["name"] for p in (await api.get(pods)).body["items"]] == ["b"]
+        assert (await api.get(pods, labelSelector="app in (web")).status == 400
