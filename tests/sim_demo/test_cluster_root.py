@@ -4,12 +4,13 @@ namespaces. One cluster per scenario; pods start in parallel as the kubelet woul
 from __future__ import annotations
 
 import ipaddress
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from cnidra.sim._cluster import DRIVER, Cluster, RunningPod
+from cnidra.sim._cluster import DRIVER, Cluster, ClusterError, RunningPod
 from cnidra.sim._demo import DemoOptions, select_manifests
 from support import SHARED
 
@@ -186,4 +187,25 @@ async def test_consumable_capacity_variant(cni_bin_dirs: list[str]) -> None:
             shares.add(result["shareID"])
         assert len(shares) == 15
         await scale_down_and_check(cluster, "demo-application")
+    await after_exit(cluster)
+
+
+async def test_a_driver_that_cannot_start_is_one_clear_error(cni_bin_dirs: list[str]) -> None:
+    cluster = Cluster(driver_args=("--log-level", "bogus"), start_timeout=20)
+    with pytest.raises(ClusterError) as caught:
+        async with cluster:
+            pass
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith("node kind-worker") or message.startswith("node kind-worker2")
+    assert "stopped before it registered with the kubelet and the runtime (exited with 2)" in \
+        message
+    assert message.endswith("last log line: cnidra driver: log-level: 'bogus' is not one of "
+                            "debug, info, warning, error")
+    assert cluster.saved_logs is not None
+    try:
+        assert sorted(p.name for p in cluster.saved_logs.iterdir()) == [
+            "kind-worker.driver.log", "kind-worker2.driver.log"]
+    finally:
+        shutil.rmtree(cluster.saved_logs)
     await after_exit(cluster)

@@ -338,12 +338,27 @@ class Cluster:
             metrics_port=node.metrics_port,
             extra_args=("--cleanup-on-exit", "true", *self.driver_args))
         await node.driver.start()
+        kubelet, runtime = node.kubelet, node.runtime
+
+        async def registered() -> None:
+            await kubelet.wait_registered(DRIVER, timeout=self.start_timeout)
+            await runtime.wait_for_plugin(timeout=self.start_timeout)
+
+        waiting = asyncio.ensure_future(registered())
+        exited = asyncio.ensure_future(node.driver.wait(self.start_timeout + 1))
         try:
-            await node.kubelet.wait_registered(DRIVER, timeout=self.start_timeout)
-            await node.runtime.wait_for_plugin(timeout=self.start_timeout)
-        except TimeoutError:
-            raise ClusterError(self._driver_trouble(node, "did not register with the kubelet "
-                                                    "and the runtime")) from None
+            await asyncio.wait({waiting, exited}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for future in (waiting, exited):
+                future.cancel()
+            await asyncio.gather(waiting, exited, return_exceptions=True)
+        if not waiting.cancelled() and waiting.exception() is None:
+            return
+        what = ("stopped before it registered with the kubelet and the runtime"
+                if node.driver.returncode is not None
+                else "did not register with the kubelet and the runtime within "
+                f"{self.start_timeout:g}s")
+        raise ClusterError(self._driver_trouble(node, what))
 
     def _driver_trouble(self, node: SimNode, what: str) -> str:
         """One line: what the node's driver failed to do, its state and its last log line."""
@@ -354,8 +369,7 @@ class Cluster:
                  else f"still running as pid {driver.pid}")
         lines = [ln.strip() for ln in driver.log_tail(20).splitlines() if ln.strip()]
         last = f"; last log line: {lines[-1][:300]}" if lines else "; it logged nothing"
-        return (f"node {node.name}: the driver {what} within {self.start_timeout:g}s "
-                f"({state}){last}")
+        return f"node {node.name}: the driver {what} ({state}){last}"
 
     async def wait_published(self) -> None:
         """Until every node's slice lists the node's interfaces."""
@@ -374,7 +388,8 @@ class Cluster:
             if loop.time() > deadline:
                 node = self.nodes[next(iter(missing))]
                 raise ClusterError(self._driver_trouble(
-                    node, f"did not publish {', '.join(missing[node.name])}"))
+                    node, f"did not publish {', '.join(missing[node.name])} within "
+                          f"{self.start_timeout:g}s"))
             await asyncio.sleep(0.05)
 
     def published(self, node: str) -> list[str]:
