@@ -88,7 +88,8 @@ async def test_the_readme_command(cni_bin_dirs: list[str]) -> None:
         assert expected in out, expected
     last = out.strip().splitlines()[-1]
     assert last.startswith("15/15 pods on kind-worker; 15 distinct net1 addresses in "
-                           "10.10.1.0/24; 15/15 claims Ready; ping ok; nothing left — OK (")
+                           "10.10.1.0/24 (macvlan, 15/15 UP); 15/15 claims Ready; ping ok; "
+                           "nothing left — OK (")
     assert last.endswith("everything removed)")
     assert out.count(" Running ") == 15
     assert residue(demo.proc.pid) == []

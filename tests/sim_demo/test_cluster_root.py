@@ -52,6 +52,7 @@ async def check_running(cluster: Cluster, pods: list[RunningPod], *,
         address, mac = net1
         assert ipaddress.ip_interface(address).network == SUBNET
         assert await cluster.interface(pod, "eth0") is not None
+        assert await cluster.link_kind(pod, "net1") == ("macvlan", True)
         found[pod.name] = (address, mac)
         (ref,) = pod.claims
         claim = cluster.objects.get("resourceclaims", ref.name, ref.namespace)

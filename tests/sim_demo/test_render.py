@@ -15,6 +15,7 @@ from cnidra.sim._demo import (
     DemoOptions,
     DemoResult,
     PodView,
+    _verdicts,
     claim_state,
     claims_table,
     leftovers_line,
@@ -70,7 +71,8 @@ def test_claim_states_and_status_devices() -> None:
 
 def test_pods_table_and_summary() -> None:
     pods = [PodView(f"demo-{i}", "kind-worker", "Running", "net1", f"10.10.1.{i + 2}/24",
-                    f"aa:bb:cc:dd:ee:{i:02x}", "Healthy") for i in range(15)]
+                    f"aa:bb:cc:dd:ee:{i:02x}", "Healthy", kind="macvlan", up=True)
+            for i in range(15)]
     text = pods_table(pods, health=True)
     assert text.splitlines()[0].split() == ["NAME", "STATUS", "NODE", "NET1", "ADDRESS", "NET1",
                                             "MAC", "DEVICE", "HEALTH"]
@@ -78,8 +80,13 @@ def test_pods_table_and_summary() -> None:
     result = DemoResult(pods=pods, by_node={"kind-worker": 15}, claims_ready=15,
                         claims_total=15, ping=(True, "1 received"), leftovers=Leftovers())
     assert summary_line(result) == ("15/15 pods on kind-worker; 15 distinct net1 addresses in "
-                                    "10.10.1.0/24; 15/15 claims Ready; ping ok; nothing left")
+                                    "10.10.1.0/24 (macvlan, 15/15 UP); 15/15 claims Ready; "
+                                    "ping ok; nothing left")
+    _verdicts(result, 15)
     assert result.ok
+    pods[3].up = False
+    _verdicts(result, 15)
+    assert result.problems == ["1 pods' interface not UP"]
 
 
 def test_leftovers_are_named() -> None:

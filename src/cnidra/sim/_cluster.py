@@ -677,6 +677,14 @@ class Cluster:
 
     # --- looking around -----------------------------------------------------------------------
 
+    async def link_kind(self, pod: RunningPod, ifname: str) -> tuple[str, bool]:
+        """(link kind such as ``macvlan``, administratively UP) of ``ifname`` in the pod."""
+        links = await _ip_json("-n", pod.netns, "-d", "link", "show", ifname)
+        if not links:
+            return "", False
+        kind = str((links[0].get("linkinfo") or {}).get("info_kind") or "")
+        return kind, "UP" in (links[0].get("flags") or [])
+
     @staticmethod
     async def _addresses(netns: str, ifname: str) -> list[tuple[str, str]]:
         """(address/prefix, mac) of ``ifname`` in ``netns`` (IPv4 first)."""

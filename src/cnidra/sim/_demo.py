@@ -61,6 +61,8 @@ class PodView:
     mac: str = ""
     health: str = ""
     reason: str = ""
+    kind: str = ""  # link kind of the interface (macvlan...)
+    up: bool = False
 
 
 @dataclass
@@ -223,8 +225,11 @@ def summary_line(result: DemoResult) -> str:
     nets = sorted({str(ipaddress.ip_interface(a).network) for a in result.addresses})
     if running:
         distinct = len(set(result.addresses))
+        kinds = sorted({p.kind for p in running if p.kind})
+        up = sum(p.up for p in running)
         parts.append(f"{distinct} distinct {running[0].interface or 'net1'} addresses in "
-                     f"{', '.join(nets) or '-'}")
+                     f"{', '.join(nets) or '-'} ({'/'.join(kinds) or 'no link'}, "
+                     f"{up}/{len(running)} UP)")
         parts.append(f"{result.claims_ready}/{result.claims_total} claims Ready")
     if result.pending:
         parts.append(f"{len(result.pending)} pods unschedulable")
@@ -299,6 +304,7 @@ async def _fill_interface(cluster: Cluster, pod: RunningPod, view: PodView, *,
             found = await cluster.interface(pod, ifname)
             if found is not None:
                 view.address, view.mac = found
+                view.kind, view.up = await cluster.link_kind(pod, ifname)
             if with_health:
                 view.health = _health_text(cluster.device_health(pod.node), str(entry["device"]))
             return
@@ -486,6 +492,9 @@ def _verdicts(result: DemoResult, replicas: int) -> None:
     if len(set(result.addresses)) != len(running):
         result.problems.append(f"{len(running)} running pods but "
                                f"{len(set(result.addresses))} distinct addresses")
+    down = [v.name for v in running if not v.up]
+    if down:
+        result.problems.append(f"{len(down)} pods' interface not UP")
     if result.claims_ready != result.claims_total:
         result.problems.append(f"{result.claims_total - result.claims_ready} claims not Ready")
     if result.pending:
