@@ -304,7 +304,15 @@ class Cluster:
             root = self.workdir / f"n{index}"
             self.nodes[spec.name] = SimNode(spec, fabric_node.netns, DriverPaths.under(root),
                                             root / "kubeconfig")
-        await asyncio.gather(*(self._start_node(n) for n in self.nodes.values()))
+        tasks = [asyncio.create_task(self._start_node(n), name=f"start {n.name}")
+                 for n in self.nodes.values()]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:  # no node may go on starting while the cluster is torn down
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
         await self.wait_published()
 
     def _cluster_objects(self) -> None:
