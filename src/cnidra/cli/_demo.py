@@ -38,7 +38,9 @@ def register(subparsers: Any) -> None:
         description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--manifests", nargs="+", type=Path, default=[], metavar="DIR|FILE",
                         help="manifests to run instead of the embedded demo (directories: "
-                             "their *.yaml); without a Deployment the talk's one is used")
+                             "their *.yaml); without any workload (Deployment or Pod) the "
+                             "talk's Deployment runs, and the demo's DeviceClass is added "
+                             "when they only name it")
     parser.add_argument("--api-version", choices=("v1", "v1beta1"), default="v1",
                         help="resource.k8s.io version the cluster serves: v1 (1.34+, also "
                              "serves v1beta1) or v1beta1 only (1.32/1.33) (default: %(default)s)")
