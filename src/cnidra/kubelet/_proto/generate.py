@@ -1,66 +1,23 @@
-"""Regenerate the Python code for our .proto files (``make protos``).
+"""Regenerate the Python code of the .proto files beside this file (``make protos``).
 
     python -m cnidra.kubelet._proto.generate [--out DIR]
 
-Runs grpcio-tools' protoc with mypy-protobuf's plugins on every ``*.proto`` beside this file,
-with ``src/`` as the import root, so the generated modules import each other as
-``cnidra.kubelet._proto.<name>_pb2``. ``--out`` (default: ``src/``) receives
-``cnidra/kubelet/_proto/<name>_pb2.py``, ``_pb2.pyi``, ``_pb2_grpc.py`` and ``_pb2_grpc.pyi``.
-The output is a pure function of the .proto files and the pinned generator versions (see
-pyproject), which a test checks by regenerating into a temporary directory.
+See ``cnidra._protogen``: the output is a pure function of the .proto files, checked by a test.
 """
 
 from __future__ import annotations
 
-import argparse
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
+from cnidra import _protogen
+
 HERE = Path(__file__).resolve().parent
-SRC = HERE.parents[2]  # .../src
-PACKAGE_DIR = HERE.relative_to(SRC)  # cnidra/kubelet/_proto
-
-
-def proto_files() -> list[Path]:
-    return sorted(HERE.glob("*.proto"))
-
-
-def _plugin(name: str) -> str:
-    beside = Path(sys.executable).parent / name
-    found = str(beside) if beside.exists() else shutil.which(name)
-    if not found:
-        raise SystemExit(f"{name} not found: install mypy-protobuf (pip install -e '.[test]')")
-    return found
 
 
 def generate(out: Path) -> list[Path]:
     """Generate into ``out`` (the import root); returns the files written, sorted."""
-    target = out / PACKAGE_DIR
-    target.mkdir(parents=True, exist_ok=True)
-    protos = [str(p.relative_to(SRC)) for p in proto_files()]
-    cmd = [
-        sys.executable, "-m", "grpc_tools.protoc", f"-I{SRC}",
-        f"--plugin=protoc-gen-mypy={_plugin('protoc-gen-mypy')}",
-        f"--plugin=protoc-gen-mypy_grpc={_plugin('protoc-gen-mypy_grpc')}",
-        f"--python_out={out}", f"--grpc_python_out={out}",
-        f"--mypy_out={out}", f"--mypy_grpc_out={out}",
-        *protos,
-    ]
-    done = subprocess.run(cmd, cwd=SRC, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"protoc failed ({done.returncode}): {done.stderr.strip()}")
-    return sorted(p for p in target.iterdir() if "_pb2" in p.name)
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=SRC, help="import root to write into")
-    args = parser.parse_args(argv)
-    for path in generate(args.out):
-        print(path)
+    return _protogen.generate(HERE, out, grpc=True)
 
 
 if __name__ == "__main__":
-    main()
+    _protogen.main(HERE, grpc=True)
