@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from cnidra.attach._attacher import Attacher, AttachError
+from cnidra.attach._attacher import Attacher, AttachError, cni_args
 from cnidra.attach._ports import Sandbox
 from cnidra.cni import CNIRuntime, RuntimeConf, parse_conflist
 from cnidra.errors import CheckpointError, ConfigError
@@ -197,17 +197,139 @@ async def test_synchronize_detaches_dead_sandboxes_and_unrecorded_cache(world: W
     net = unique("net")
     conflist = macvlan_conflist(net, world.master, world.data_dir, "10.77.6.0/24")
     world.state.plans["c1"] = plan("c1", "pod-1", "net1", conflist, net)
-    live, dead = world.sandbox("pod-1"), world.sandbox("pod-1")
+    dead = world.sandbox("pod-1")
+    live = world.sandbox("pod-3")  # a live pod without claims of ours: nothing to catch up
     await world.attacher.run_pod_sandbox(dead)
     # A restart in the middle of an ADD: the plugin ran, the checkpoint never heard of it.
     orphan = world.sandbox("pod-2")
     await world.cni.add(parse_conflist(conflist), RuntimeConf(orphan.id, orphan.netns or "",
                                                               "net9"))
     assert len(world.leases(net)) == 2
-    removed = await world.attacher.synchronize({live.id})
+    removed = await world.attacher.synchronize({live})
     assert removed == 2
     assert world.leases(net) == []
     assert world.state.attachments == {}
+
+
+def _addresses(sb: Sandbox, if_name: str) -> list[str]:
+    out = json.loads(ip("-j", "addr", "show", "dev", if_name, netns=Path(sb.netns or "").name))
+    return [a["local"] for a in out[0]["addr_info"] if a["family"] == "inet"]
+
+
+async def test_synchronize_attaches_a_live_sandbox_that_missed_run(world: World) -> None:
+    """The pod started while the driver was down: RunPodSandbox never reached us."""
+    net = unique("net")
+    world.state.plans["c1"] = plan("c1", "pod-1", "net1", macvlan_conflist(
+        net, world.master, world.data_dir, "10.77.9.0/24"), net)
+    sb = world.sandbox("pod-1")
+    host_net = Sandbox(unique("sb"), "pod-1", "demo", "default", None)  # skipped
+    assert await world.attacher.synchronize([sb, host_net]) == 1
+    (address,) = _addresses(sb, "net1")
+    assert address.startswith("10.77.9.")
+    assert world.leases(net) == [address]
+    assert [(a.sandbox_id, a.if_name) for a in world.state.all_attachments()] == [
+        (sb.id, "net1")]
+    (key, devices), = world.sink.status
+    assert key == "default/claim-c1"
+    assert devices[0]["conditions"][0]["status"] == "True"
+    assert devices[0]["networkData"]["ips"] == [f"{address}/24"]
+    assert await world.attacher.synchronize([sb]) == 0  # a second Synchronize: nothing to do
+    assert world.leases(net) == [address]
+    await world.attacher.stop_pod_sandbox(sb)
+    assert world.leases(net) == []
+
+
+async def test_catch_up_deletes_what_a_killed_add_left_first(world: World) -> None:
+    """The driver died after the plugin ran (link, lease, cache entry) but before the
+    checkpoint write; and a second, unplanned interface is in the cache of the sandbox."""
+    net = unique("net")
+    conflist = macvlan_conflist(net, world.master, world.data_dir, "10.77.10.0/24")
+    world.state.plans["c1"] = plan("c1", "pod-1", "net1", conflist, net)
+    sb = world.sandbox("pod-1")
+    for if_name in ("net1", "net9"):
+        await world.cni.add(parse_conflist(conflist),
+                            RuntimeConf(sb.id, sb.netns or "", if_name, cni_args(sb)))
+    half_made = world.leases(net)
+    assert len(half_made) == 2
+    assert await world.attacher.synchronize([sb]) == 1  # made; the leftovers are not counted
+    links_now = ip("-o", "link", netns=Path(sb.netns or "").name)
+    assert "net9" not in links_now
+    (address,) = _addresses(sb, "net1")
+    assert world.leases(net) == [address]  # one lease: the half-made ones were released
+    assert address not in half_made  # and this is a new ADD, not the leftover link
+    assert [(e.container_id, e.ifname) for e in await world.cni.cached_attachments()] == [
+        (sb.id, "net1")]
+    assert len(world.state.all_attachments()) == 1
+
+
+async def test_catch_up_deletes_a_link_left_without_cache_entry(world: World) -> None:
+    """Killed before the cache write (macvlan made the link, IPAM finished later): no cache
+    entry to go by, so the planned config is DELeted before the ADD."""
+    net = unique("net")
+    conflist = macvlan_conflist(net, world.master, world.data_dir, "10.77.11.0/24")
+    world.state.plans["c1"] = plan("c1", "pod-1", "net1", conflist, net)
+    sb = world.sandbox("pod-1")
+    await world.cni.add(parse_conflist(conflist),
+                        RuntimeConf(sb.id, sb.netns or "", "net1", cni_args(sb)))
+    for entry in await world.cni.cached_attachments():  # drop the cache entry only
+        for path in (Path(world.cni.cache_dir)).rglob(f"*{entry.container_id}*"):
+            path.unlink()
+    assert await world.cni.cached_attachments() == []
+    (left,) = world.leases(net)
+    assert await world.attacher.synchronize([sb]) == 1
+    (address,) = _addresses(sb, "net1")
+    assert world.leases(net) == [address] and address != left
+
+
+async def test_failing_catch_up_reports_the_claim_and_leaves_nothing(world: World) -> None:
+    good, bad, other = unique("net"), unique("net"), unique("net")
+    world.state.plans["a"] = plan("a", "pod-1", "net1", macvlan_conflist(
+        good, world.master, world.data_dir, "10.77.12.0/24"), good)
+    world.state.plans["b"] = plan("b", "pod-1", "net2", macvlan_conflist(
+        bad, "nosuchmaster0", world.data_dir, "10.77.13.0/24"), bad)
+    world.state.plans["c"] = plan("c", "pod-2", "net1", macvlan_conflist(
+        other, world.master, world.data_dir, "10.77.14.0/24"), other)
+    failing, fine = world.sandbox("pod-1"), world.sandbox("pod-2")
+    assert await world.attacher.synchronize([failing, fine]) == 1  # never raises for a pod
+    links_now = ip("-o", "link", netns=Path(failing.netns or "").name)
+    assert "net1" not in links_now and "net2" not in links_now
+    assert world.leases(good) == [] and world.leases(bad) == []
+    assert [e.container_id for e in await world.cni.cached_attachments()] == [fine.id]
+    assert [a.sandbox_id for a in world.state.all_attachments()] == [fine.id]
+    failed = dict(world.sink.status)["default/claim-b"]
+    assert failed[0]["conditions"][0]["status"] == "False"
+    assert "Link not found" in failed[0]["conditions"][0]["message"]
+    assert world.sink.events[0][0] == "NetworkAttachFailed"
+    assert dict(world.sink.status)["default/claim-c"][0]["conditions"][0]["status"] == "True"
+    assert len(_addresses(fine, "net1")) == 1
+
+
+async def test_catch_up_runs_pods_in_parallel_within_the_bound(world: World) -> None:
+    class Counting(CNIRuntime):
+        now = peak = 0
+
+        async def add(self, net: Any, rt: RuntimeConf) -> Any:
+            Counting.now += 1
+            Counting.peak = max(Counting.peak, Counting.now)
+            try:
+                return await super().add(net, rt)
+            finally:
+                Counting.now -= 1
+
+    cni = Counting(world.cni.bin_dirs, cache_dir=world.cni.cache_dir)
+    attacher = Attacher(driver=DRIVER, state=world.state, cni=cni, status=world.sink,
+                        events=world.sink, catch_up_concurrency=2)
+    net = unique("net")
+    conflist = macvlan_conflist(net, world.master, world.data_dir, "10.77.15.0/24")
+    pods = [world.sandbox(f"pod-{n}") for n in range(5)]
+    for n in range(5):
+        world.state.plans[f"c{n}"] = plan(f"c{n}", f"pod-{n}", "net1", conflist, net)
+    assert await attacher.synchronize(pods) == 5
+    assert len(world.leases(net)) == 5
+    assert Counting.peak == 2
+    for sb in pods:
+        await attacher.stop_pod_sandbox(sb)
+    assert world.leases(net) == []
 
 
 async def test_host_network_pod_is_skipped(world: World) -> None:

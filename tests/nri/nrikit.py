@@ -50,8 +50,8 @@ class Recorder:
     async def remove_pod_sandbox(self, sandbox: Sandbox) -> None:
         self._note("remove", sandbox)
 
-    async def synchronize(self, live_sandboxes: Collection[str]) -> int:
-        self._note("sync", frozenset(live_sandboxes))
+    async def synchronize(self, live_sandboxes: Collection[Sandbox]) -> int:
+        self._note("sync", frozenset(s.id for s in live_sandboxes))
         return 0
 
     def of(self, what: str) -> list[Any]:

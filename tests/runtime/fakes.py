@@ -145,7 +145,7 @@ class FakeHandler:
     async def remove_pod_sandbox(self, sandbox: Sandbox) -> None:
         return None
 
-    async def synchronize(self, live_sandboxes: Collection[str]) -> int:
+    async def synchronize(self, live_sandboxes: Collection[Sandbox]) -> int:
         return 0
 
 

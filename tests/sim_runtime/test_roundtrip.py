@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from nri.nrikit import Recorder
 
+from cnidra.attach import Sandbox
 from cnidra.errors import CNIError, NRIError
 from cnidra.nri import PLUGIN_SERVICE, RUNTIME_SERVICE, NRIPlugin, api
 from cnidra.sim.runtime import NRIRuntime, PodHookError, SimPod
@@ -216,7 +217,7 @@ async def test_a_slow_synchronize_clean_up_goes_on_in_the_background(sock_dir: P
 class SlowSync(Recorder):
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def synchronize(self, live_sandboxes: Collection[str]) -> int:
+    async def synchronize(self, live_sandboxes: Collection[Sandbox]) -> int:
         await asyncio.sleep(0.6)
         self.done.set()
         return 0

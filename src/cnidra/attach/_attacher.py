@@ -11,7 +11,17 @@ only adds what is missing (normally nothing).
 Stop/RemovePodSandbox: DEL every attachment of the sandbox with the prepared config and the cached
 previous result (an empty netns when it is gone), forget it, and clear our ``status.devices``
 entries. Remove also DELs CNI cache entries of the sandbox that never reached the checkpoint (a
-restart in the middle of an ADD). Synchronize: the same for every sandbox that no longer exists.
+restart in the middle of an ADD).
+
+Synchronize (the runtime's list of live sandboxes, on every (re)connect) reconciles both ways:
+everything recorded or cached for sandboxes that no longer exist is DELeted as above; and every
+live sandbox whose pod has planned interfaces that are not recorded for it (the pod started
+while the driver was down, or the driver died in the middle of an ADD) is caught up: under the
+pod's lock, first the unrecorded CNI cache entries of the sandbox and then the missing interfaces
+themselves are DELeted (whatever a killed ADD left: link, IPAM lease, cache entry), then they are
+ADDed exactly as RunPodSandbox does (rollback, status, event). Pods are caught up in parallel,
+at most ``catch_up_concurrency`` at a time; one pod's failure is logged and reported on its
+claim, never raised.
 
 The hook has 2 s: everything slow (API reads, config validation) happened in Prepare.
 """
@@ -63,13 +73,17 @@ class Attacher:
     def __init__(
         self, *, driver: str, state: PreparedState, cni: CNI, status: StatusSink,
         events: EventSink, clock: Callable[[], float] = time.time,
+        catch_up_concurrency: int = 4,
     ) -> None:
+        if catch_up_concurrency < 1:
+            raise ValueError("catch_up_concurrency must be at least 1")
         self._driver = driver
         self._state = state
         self._cni = cni
         self._status = status
         self._events = events
         self._clock = clock
+        self._catch_up_concurrency = catch_up_concurrency
         self._locks: dict[str, asyncio.Lock] = {}
         self._waiters: dict[str, int] = {}
 
@@ -94,33 +108,68 @@ class Attacher:
             log.debug("sandbox %s has no network namespace (host network): skipped", sandbox.id)
             return []
         async with self._pod_lock(sandbox.pod_uid):
-            plans = self._state.plans_for_pod(sandbox.pod_uid)
-            if not plans:
-                return []
-            check_pod_interfaces(plans)
-            done = {(a.claim_uid, a.if_name) for a in self._state.attachments_for_sandbox(
-                sandbox.id)}
-            todo = [(p, i) for p, i in _planned(plans) if (p.claim_uid, i.if_name) not in done]
-            if not todo:
-                return []
-            tried: list[tuple[ClaimPlan, PlannedInterface]] = []
-            try:
-                added = await self._add_all(sandbox, todo, tried)
-                await uncancellable(self._state.record_attachments(added))
-            except asyncio.CancelledError:
-                # The hook missed its deadline (or the driver stops): leave nothing behind, not
-                # even when cancelled again while undoing. DEL every interface we started and
-                # forget whatever the checkpoint write may have recorded meanwhile.
-                log.warning("RunPodSandbox of sandbox %s cancelled: rolling back %d interface(s)",
-                            sandbox.id, len(tried))
-                await uncancellable(self._undo(sandbox, tried))
-                raise
-            except CnidraError as exc:
-                await uncancellable(self._rollback(sandbox, tried))
-                raise AttachError(f"cannot record the attachments: {exc}") from exc
-            for plan in {p.claim_uid: p for p, _ in todo}.values():
-                self._report_ready(plan, sandbox.id)
-            return added
+            return await self._attach_missing(sandbox, clean_first=False)
+
+    def _todo(self, sandbox: Sandbox) -> list[tuple[ClaimPlan, PlannedInterface]]:
+        """The planned interfaces of the sandbox's pod that are not recorded for it."""
+        plans = self._state.plans_for_pod(sandbox.pod_uid)
+        if not plans:
+            return []
+        done = {(a.claim_uid, a.if_name) for a in self._state.attachments_for_sandbox(
+            sandbox.id)}
+        return [(p, i) for p, i in _planned(plans) if (p.claim_uid, i.if_name) not in done]
+
+    async def _attach_missing(self, sandbox: Sandbox, *, clean_first: bool) -> list[Attachment]:
+        """ADD what is planned and not recorded (the caller holds the pod's lock). With
+        ``clean_first`` (catch-up after a restart), DEL whatever an unrecorded earlier ADD may
+        have left before adding."""
+        todo = self._todo(sandbox)
+        if not todo:
+            return []
+        try:
+            check_pod_interfaces(self._state.plans_for_pod(sandbox.pod_uid))
+        except CnidraError as exc:
+            if clean_first:
+                self._report_all_failed(todo, str(exc))
+            raise
+        if clean_first:
+            await uncancellable(self._clean_leftovers(sandbox, todo))
+        tried: list[tuple[ClaimPlan, PlannedInterface]] = []
+        try:
+            added = await self._add_all(sandbox, todo, tried)
+            await uncancellable(self._state.record_attachments(added))
+        except asyncio.CancelledError:
+            # The hook missed its deadline (or the driver stops): leave nothing behind, not
+            # even when cancelled again while undoing. DEL every interface we started and
+            # forget whatever the checkpoint write may have recorded meanwhile.
+            log.warning("attach of sandbox %s cancelled: rolling back %d interface(s)",
+                        sandbox.id, len(tried))
+            await uncancellable(self._undo(sandbox, tried))
+            raise
+        except AttachError:
+            raise
+        except CnidraError as exc:
+            await uncancellable(self._rollback(sandbox, tried))
+            self._report_all_failed(todo, f"cannot record the attachment: {exc}")
+            raise AttachError(f"cannot record the attachments: {exc}") from exc
+        for plan in {p.claim_uid: p for p, _ in todo}.values():
+            self._report_ready(plan, sandbox.id)
+        return added
+
+    async def _clean_leftovers(
+        self, sandbox: Sandbox, todo: Sequence[tuple[ClaimPlan, PlannedInterface]]
+    ) -> None:
+        """DEL the sandbox's unrecorded cache entries, then each missing interface with its
+        planned config (a killed ADD may have made the link and the lease before it could
+        write the cache). DEL is idempotent: for a pod that never saw us, nothing happens."""
+        recorded = {(a.sandbox_id, a.if_name) for a in self._state.attachments_for_sandbox(
+            sandbox.id)}
+        cleaned = await self._delete_unrecorded({sandbox.id}, keep=recorded,
+                                                netns=sandbox.netns)
+        if cleaned:
+            log.info("sandbox %s: DELeted %d unrecorded CNI cache entr%s before catching up",
+                     sandbox.id, cleaned, "y" if cleaned == 1 else "ies")
+        await self._rollback(sandbox, todo)
 
     async def _add_all(
         self, sandbox: Sandbox, todo: Sequence[tuple[ClaimPlan, PlannedInterface]],
@@ -185,20 +234,57 @@ class Attacher:
                 sandbox.id))
             await self._delete_unrecorded({sandbox.id})
 
-    async def synchronize(self, live_sandboxes: Collection[str]) -> int:
-        """Detach everything of sandboxes that no longer exist; returns how many were removed."""
+    async def synchronize(self, live_sandboxes: Collection[Sandbox]) -> int:
+        """Reconcile with the runtime's live sandboxes: detach everything of sandboxes that no
+        longer exist, and attach what is planned but missing in live ones (see the module
+        docstring). Returns how many attachments of gone sandboxes were removed plus how many
+        were made for live ones (leftovers DELeted before a catch-up are not counted). Raises
+        ``AttachError`` (after the catch-up) only when a clean-up DEL failed."""
+        live_ids = {s.id for s in live_sandboxes}
         stale: dict[str, list[Attachment]] = {}
         for att in self._state.all_attachments():
-            if att.sandbox_id not in live_sandboxes:
+            if att.sandbox_id not in live_ids:
                 stale.setdefault(att.sandbox_id, []).append(att)
-        removed = 0
+        changed = 0
+        errors: list[str] = []
         for sandbox_id, atts in stale.items():
             async with self._pod_lock(atts[0].pod_uid):
-                removed += await self._detach(sandbox_id, None, atts)
+                try:
+                    changed += await self._detach(sandbox_id, None, atts)
+                except AttachError as exc:
+                    errors.append(str(exc))
         recorded = {a.sandbox_id for a in self._state.all_attachments()}
         cached = {e.container_id for e in await self._cni.cached_attachments()}
-        removed += await self._delete_unrecorded(cached - set(live_sandboxes) - recorded)
-        return removed
+        changed += await self._delete_unrecorded(cached - live_ids - recorded)
+        changed += await self._catch_up(live_sandboxes)
+        if errors:
+            raise AttachError("; ".join(errors))
+        return changed
+
+    async def _catch_up(self, live_sandboxes: Collection[Sandbox]) -> int:
+        behind = [s for s in live_sandboxes if s.netns and s.pod_uid and self._todo(s)]
+        if not behind:
+            return 0
+        log.info("catching up %d live sandbox(es) with unattached interfaces", len(behind))
+        limit = asyncio.Semaphore(self._catch_up_concurrency)
+        counts = await asyncio.gather(*(self._catch_up_one(s, limit) for s in behind))
+        return sum(counts)
+
+    async def _catch_up_one(self, sandbox: Sandbox, limit: asyncio.Semaphore) -> int:
+        what = f"pod {sandbox.pod_namespace}/{sandbox.pod_name} (sandbox {sandbox.id[:13]})"
+        async with limit:
+            try:
+                async with self._pod_lock(sandbox.pod_uid):
+                    added = await self._attach_missing(sandbox, clean_first=True)
+            except CnidraError as exc:
+                log.error("catch-up of %s failed: %s", what, exc)
+                return 0
+            except Exception:  # a bug must not take the other pods' catch-up down
+                log.exception("catch-up of %s failed unexpectedly", what)
+                return 0
+        if added:
+            log.info("caught up %s: attached %s", what, ", ".join(a.if_name for a in added))
+        return len(added)
 
     async def _detach(
         self, sandbox_id: str, netns: str | None, attachments: Sequence[Attachment]
@@ -238,13 +324,19 @@ class Attacher:
         args = cached.cni_args if cached is not None else ()
         return RuntimeConf(sandbox_id, netns if exists else "", att.if_name, args)
 
-    async def _delete_unrecorded(self, sandbox_ids: Collection[str]) -> int:
+    async def _delete_unrecorded(
+        self, sandbox_ids: Collection[str], *, keep: Collection[tuple[str, str]] = (),
+        netns: str | None = None,
+    ) -> int:
+        """DEL (from the cache) every cache entry of ``sandbox_ids`` whose (container id,
+        ifname) is not in ``keep``."""
         count = 0
         for entry in await self._cni.cached_attachments():
-            if entry.container_id in sandbox_ids:
+            if entry.container_id in sandbox_ids and (
+                    entry.container_id, entry.ifname) not in keep:
                 try:
                     if await self._cni.delete_from_cache(
-                        entry.container_id, entry.ifname, entry.network_name
+                        entry.container_id, entry.ifname, entry.network_name, netns
                     ):
                         count += 1
                 except CnidraError as exc:
@@ -263,6 +355,13 @@ class Attacher:
             for i in plan.interfaces
         ]
         self._status.submit(plan.namespace, plan.name, plan.claim_uid, devices)
+
+    def _report_all_failed(
+        self, todo: Sequence[tuple[ClaimPlan, PlannedInterface]], error: str
+    ) -> None:
+        first = {p.claim_uid: (p, i) for p, i in reversed(todo)}
+        for plan, iface in first.values():
+            self._report_failed(plan, iface, error)
 
     def _report_failed(self, plan: ClaimPlan, iface: PlannedInterface, error: str) -> None:
         entry = failed_entry(driver=iface.driver, pool=iface.pool, device=iface.device,

@@ -3,14 +3,16 @@
 A session: connect to the socket, split it with the mux, serve the Plugin service on conn 1
 from the start (the runtime may send Configure before it answers RegisterPlugin), register on
 conn 2, then answer Configure (pod events only, mask 0x7), Synchronize (echo ``more`` while it
-is set; at the end hand every live sandbox id to the handler) and the pod events, which arrive
-as the dedicated v0.12 RPCs or as StateChange. The runtime never calls Shutdown; EOF, a
-protocol error or Shutdown end the session, and the plugin reconnects. A registration the
-runtime refuses (bad name or index) closes the connection and ends ``run`` with ``NRIError``.
+is set; at the end hand every live sandbox, as a ``Sandbox``, to the handler) and the pod
+events, which arrive as the dedicated v0.12 RPCs or as StateChange. The runtime never calls
+Shutdown; EOF, a protocol error or Shutdown end the session, and the plugin reconnects. A
+registration the runtime refuses (bad name or index) closes the connection and ends ``run``
+with ``NRIError``.
 
 Hooks are thin: logging, ``on_hook`` and a guard that answers with an error before the
 runtime's request deadline (2 s), rather than be disconnected. A RunPodSandbox that misses it is
-cancelled (the attacher rolls back); a stop/remove/synchronize goes on in the background.
+cancelled (the attacher rolls back); a stop/remove/synchronize goes on in the background
+(Synchronize may catch up pods that started while we were down) and ``stop()`` drains it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from cnidra.attach import Sandbox
 from cnidra.errors import CnidraError, NRIError, ProtocolError
 from cnidra.nri._pods import (
     DEFAULT_SOCKET,
@@ -31,6 +34,7 @@ from cnidra.nri._pods import (
     POD_EVENTS_MASK,
     RUNTIME_SERVICE,
     check_plugin_id,
+    live_sandbox,
     sandbox_from_pod,
 )
 from cnidra.nri._ports import OnHook, PodHandler
@@ -46,7 +50,7 @@ _MIN_BUDGET = 0.05
 @dataclass
 class _Session:
     request_timeout: float = 2.0
-    sync_ids: set[str] = field(default_factory=set)
+    sync_pods: dict[str, Sandbox] = field(default_factory=dict)
     shutdown: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -205,10 +209,16 @@ class NRIPlugin:
 
         async def synchronize(req: api.SynchronizeRequest, call: Call
                               ) -> api.SynchronizeResponse:
-            session.sync_ids.update(pod.id for pod in req.pods)
+            for pod in req.pods:
+                sandbox = live_sandbox(pod)
+                if sandbox is None:
+                    log.warning("NRI: Synchronize: a pod sandbox without an id is ignored")
+                    continue
+                session.sync_pods[sandbox.id] = sandbox
             if req.more:
                 return api.SynchronizeResponse(more=True)
-            live, session.sync_ids = session.sync_ids, set()
+            live = list(session.sync_pods.values())
+            session.sync_pods = {}
             await self._guarded_sync(live, call, session)
             return api.SynchronizeResponse(more=False)
 
@@ -266,13 +276,14 @@ class NRIPlugin:
         await self._guarded(event, what, work, self._budget(call, session),
                             cancel_on_timeout=event == "RunPodSandbox")
 
-    async def _guarded_sync(self, live: set[str], call: Call, session: _Session) -> None:
+    async def _guarded_sync(self, live: list[Sandbox], call: Call, session: _Session
+                            ) -> None:
         what = f"{len(live)} live sandbox(es)"
         try:
             await self._guarded("Synchronize", what, self._handler.synchronize(live),
                                 self._budget(call, session), cancel_on_timeout=False)
-        except TTRPCError as exc:  # our own clean-up: never fail the runtime's Synchronize
-            log.error("NRI: Synchronize clean-up: %s", exc.message)
+        except TTRPCError as exc:  # our own reconcile: never fail the runtime's Synchronize
+            log.warning("NRI: Synchronize reconcile: %s", exc.message)
 
     async def _guarded(self, event: str, what: str, work: Awaitable[object], budget: float,
                        *, cancel_on_timeout: bool) -> None:
@@ -290,8 +301,9 @@ class NRIPlugin:
             self._keep(task)
             if cancel_on_timeout:
                 task.cancel()
-            log.error("NRI: %s %s: not finished within %.2fs (%s)", event, what, budget,
-                      "cancelled" if cancel_on_timeout else "goes on in the background")
+            log.log(logging.ERROR if cancel_on_timeout else logging.WARNING,
+                    "NRI: %s %s: not finished within %.2fs (%s)", event, what, budget,
+                    "cancelled" if cancel_on_timeout else "goes on in the background")
             raise TTRPCError(Code.UNKNOWN, f"cnidra: {event} for {what} did not finish within "
                              f"{budget:.2f}s") from None
         except asyncio.CancelledError:

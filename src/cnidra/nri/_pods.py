@@ -60,3 +60,12 @@ def sandbox_from_pod(pod: api.PodSandbox) -> Sandbox:
         raise ConfigError("is empty", "pod.uid")
     return Sandbox(id=pod.id, pod_uid=pod.uid, pod_name=pod.name, pod_namespace=pod.namespace,
                    netns=netns_path(pod))
+
+
+def live_sandbox(pod: api.PodSandbox) -> Sandbox | None:
+    """A Synchronize entry as a ``Sandbox``; None without an id. A missing uid stays empty
+    (the sandbox still counts as live, so nothing of it is detached, but nothing is attached)."""
+    if not pod.id:
+        return None
+    return Sandbox(id=pod.id, pod_uid=pod.uid, pod_name=pod.name, pod_namespace=pod.namespace,
+                   netns=netns_path(pod))

@@ -33,7 +33,7 @@ class HandlerPort(Protocol):
     async def run_pod_sandbox(self, sandbox: Sandbox) -> list[Attachment]: ...
     async def stop_pod_sandbox(self, sandbox: Sandbox) -> None: ...
     async def remove_pod_sandbox(self, sandbox: Sandbox) -> None: ...
-    async def synchronize(self, live_sandboxes: Collection[str]) -> int: ...
+    async def synchronize(self, live_sandboxes: Collection[Sandbox]) -> int: ...
 
 
 def _claim_fields(claims: Sequence[ClaimRef]) -> dict[str, str]:
@@ -169,6 +169,6 @@ class ObservedHandler:
         await self._observe("RemovePodSandbox", sandbox,
                             lambda: self._inner.remove_pod_sandbox(sandbox))
 
-    async def synchronize(self, live_sandboxes: Collection[str]) -> int:
+    async def synchronize(self, live_sandboxes: Collection[Sandbox]) -> int:
         return await self._observe("Synchronize", None,
                                    lambda: self._inner.synchronize(live_sandboxes))
