@@ -10,7 +10,7 @@ import pytest
 
 from cnidra import cli
 from cnidra.errors import ConfigError
-from cnidra.sim._cluster import Leftovers
+from cnidra.sim._cluster import Leftovers, SandboxRetry, retry_reason
 from cnidra.sim._demo import (
     DemoOptions,
     DemoResult,
@@ -20,6 +20,7 @@ from cnidra.sim._demo import (
     claims_table,
     leftovers_line,
     pods_table,
+    retries_lines,
     select_manifests,
     slices_table,
     status_devices_yaml,
@@ -137,3 +138,22 @@ def test_demo_without_root_says_so(monkeypatch: pytest.MonkeyPatch,
     assert cli.main(["demo"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("cnidra demo: needs root") and err.count("\n") == 1
+
+
+def test_retried_sandboxes_are_counted_by_reason() -> None:
+    hook = ("NRI plugin failed RunPodSandbox: cnidra: RunPodSandbox for pod default/demo-a "
+            "(sandbox 0123456789abc) did not finish within 1.75s (code 2)")
+    failed = ("NRI plugin failed RunPodSandbox: cnidra: RunPodSandbox for pod default/demo-b "
+              "(sandbox 0123456789abd): ADD net1: macvlan: file exists (code 2)")
+    assert retry_reason(Exception(hook)) == "RunPodSandbox did not finish within 1.75s"
+    assert retry_reason(Exception(failed)) == "RunPodSandbox: ADD net1: macvlan: file exists"
+    assert retry_reason(Exception("socket closed")) == "RunPodSandbox: socket closed"
+    retried = [SandboxRetry("default/demo-a", "kind-worker", 1, retry_reason(Exception(hook))),
+               SandboxRetry("default/demo-b", "kind-worker", 1, retry_reason(Exception(hook))),
+               SandboxRetry("default/demo-b", "kind-worker", 2, retry_reason(Exception(failed)))]
+    lines = retries_lines(retried)
+    assert lines[:2] == ["2 sandboxes retried after: RunPodSandbox did not finish within 1.75s",
+                         "1 sandbox retried after: RunPodSandbox: ADD net1: macvlan: file exists"]
+    assert "default/demo-b: 2 failed attempts" in lines[2]
+    assert retries_lines([]) == []
+    assert "3 sandboxes retried" in summary_line(DemoResult(retried=retried))

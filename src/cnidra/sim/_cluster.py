@@ -8,7 +8,11 @@ containerd NRI stand-in. The scheduler stand-in creates claims from templates, a
 binds. Pod lifecycle, as the real components order it:
 
 * start (pods in parallel): NodePrepareResources → pod netns with a primary ``eth0`` →
-  NRI RunPodSandbox (the driver attaches the claimed interfaces) → pod Running;
+  NRI RunPodSandbox (the driver attaches the claimed interfaces) → pod Running. A sandbox
+  whose RunPodSandbox fails is torn down as the runtime does it (NRI StopPodSandbox and
+  RemovePodSandbox, so the driver cleans up; the netns removed) and, as the kubelet retries
+  the pod sync, a new sandbox (new id, new netns) is created after a backoff (0.5 s doubling,
+  ``sandbox_attempts`` in all, within ``pod_timeout``); the claims stay prepared meanwhile;
 * delete: NRI StopPodSandbox → NodeUnprepareResources → NRI RemovePodSandbox → netns removed →
   pod object deleted → the claim controller deletes the pod's generated claims.
 
@@ -16,8 +20,9 @@ Everything of a run carries its run id (which embeds the process id): ``stop()``
 (also after Ctrl-C/SIGTERM), and ``reap_stale()`` removes what killed earlier runs left
 (namespaces, work directories and the driver processes still running in them).
 
-Limits: root only; one driver per node; no restarts of failed pods; a pod whose prepare or
-sandbox fails is reported as ``Failed`` and its sandbox is torn down.
+Limits: root only; one driver per node; a pod whose prepare fails, or whose every sandbox
+attempt failed, is reported as ``Failed`` (``retries`` lists each retried attempt and why) and
+is not restarted later.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ import shutil
 import signal
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,6 +118,35 @@ class PodFailure:
     reason: str
 
 
+@dataclass(frozen=True)
+class SandboxRetry:
+    """One failed sandbox attempt that was torn down and retried: ``reason`` names the step
+    and the error without the pod (so equal reasons of different pods can be counted)."""
+
+    pod: str
+    node: str
+    attempt: int
+    reason: str
+
+
+_HOOK_PREFIX = re.compile(r"^(?:NRI plugin failed \w+: )?cnidra: (?P<event>\w+) for pod \S+ "
+                          r"\(sandbox [0-9a-f]+\)(?P<colon>:?) ?")
+_CODE_SUFFIX = re.compile(r" \(code \d+\)$")
+
+
+def retry_reason(exc: BaseException) -> str:
+    """``RunPodSandbox did not finish within 1.75s`` out of the hook's error for one pod."""
+    text = _CODE_SUFFIX.sub("", str(exc))
+    match = _HOOK_PREFIX.match(text)
+    if match is None:
+        return f"RunPodSandbox: {text}"
+    rest = text[match.end():]
+    return f"{match['event']}{': ' if match['colon'] else ' '}{rest}"
+
+
+BeforeSandbox = Callable[["SimNode", SimPod, int], Awaitable[None]]
+
+
 @dataclass
 class Leftovers:
     """What is still there after the pods are gone (all empty: a clean node)."""
@@ -144,6 +178,7 @@ class ScaleResult:
     stopped: list[str] = field(default_factory=list)
     failed: list[PodFailure] = field(default_factory=list)
     report: SyncReport = field(default_factory=SyncReport)
+    retried: list[SandboxRetry] = field(default_factory=list)
 
 
 def _key(namespace: str, name: str) -> str:
@@ -215,6 +250,9 @@ class Cluster:
 
     ``api_version`` ``"v1beta1"`` serves resource.k8s.io/v1beta1 only (a 1.32/1.33 cluster).
     ``driver_args`` are appended to every ``cnidra driver`` command line.
+    ``sandbox_attempts``/``sandbox_backoff``: how often a pod's sandbox is tried and the first
+    delay (doubling) between tries. ``before_sandbox(node, sandbox, attempt)`` runs right
+    before each RunPodSandbox, the netns already set up (tests: disturb one attempt).
     """
 
     def __init__(
@@ -223,6 +261,7 @@ class Cluster:
         start_timeout: float = 30.0, pod_timeout: float = 30.0,
         admin_namespaces: Sequence[str] = ("default",),
         interrupted: asyncio.Event | None = None,
+        sandbox_attempts: int = 5, sandbox_backoff: float = 0.5,
     ) -> None:
         if api_version not in ("v1", "v1beta1"):
             raise ClusterError(f"api version {api_version!r}: must be v1 or v1beta1")
@@ -233,6 +272,10 @@ class Cluster:
         self.start_timeout = start_timeout
         self.pod_timeout = pod_timeout
         self.admin_namespaces = tuple(admin_namespaces)
+        self.sandbox_attempts = max(1, sandbox_attempts)
+        self.sandbox_backoff = sandbox_backoff
+        self.before_sandbox: BeforeSandbox | None = None
+        self.retries: list[SandboxRetry] = []
         self.fabric = Fabric()
         self.workdir = self.work_root / f"{WORK_PREFIX}{self.fabric.run_id}"
         served = ("v1", "v1beta1", "v1beta2") if api_version == "v1" else ("v1beta1",)
@@ -510,8 +553,10 @@ class Cluster:
                     "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs_name,
                     "uid": str(_meta(dep).get("uid", "")), "controller": True}]
                 self.objects.create("pods", pod)
+        retried_before = len(self.retries)
         started, failed, report = await self.reconcile()
         result.started, result.failed, result.report = started, failed, report
+        result.retried = self.retries[retried_before:]
         return result
 
     async def reconcile(self) -> tuple[list[RunningPod], list[PodFailure], SyncReport]:
@@ -544,7 +589,7 @@ class Cluster:
 
     async def _start_pod(self, pod: dict[str, Any]) -> RunningPod | PodFailure:
         meta = _meta(pod)
-        namespace, name, uid = str(meta["namespace"]), str(meta["name"]), str(meta["uid"])
+        namespace, name = str(meta["namespace"]), str(meta["name"])
         node = self.nodes[str(pod["spec"]["nodeName"])]
         assert node.kubelet is not None and node.runtime is not None
         refs = tuple(ClaimRef(namespace, str(_meta(c)["name"]), str(_meta(c)["uid"]))
@@ -562,27 +607,72 @@ class Cluster:
             errors = [o.error for o in outcomes.values() if o.error]
             if errors:
                 return self._fail(pod, node.name, f"NodePrepareResources: {errors[0]}")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.pod_timeout
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                running = await self._run_sandbox(node, pod, refs, attempt)
+            except (PodHookError, CnidraError) as exc:
+                self.check_interrupted()
+                delay = self.sandbox_backoff * 2 ** (attempt - 1)
+                if attempt < self.sandbox_attempts and loop.time() + delay < deadline:
+                    retry = SandboxRetry(key, node.name, attempt, retry_reason(exc))
+                    self.retries.append(retry)
+                    log.info("pod %s: sandbox attempt %d failed (%s); a new sandbox in %.1fs",
+                             key, attempt, retry.reason, delay)
+                    await asyncio.sleep(delay)
+                    self.check_interrupted()
+                    continue
+                if refs:
+                    with contextlib.suppress(CnidraError):
+                        await node.kubelet.unprepare(refs, driver=DRIVER)
+                tries = f" (after {attempt} sandbox attempts)" if attempt > 1 else ""
+                return self._fail(pod, node.name, f"RunPodSandbox: {exc}{tries}")
+            self.running[key] = running
+            self._set_pod_status(pod, "Running",
+                                 running.sandbox.ips[0] if running.sandbox.ips else "")
+            return running
+
+    async def _run_sandbox(self, node: SimNode, pod: dict[str, Any],
+                           refs: tuple[ClaimRef, ...], attempt: int) -> RunningPod:
+        """One sandbox attempt: a fresh id and netns, RunPodSandbox; when that fails, the
+        runtime's tear-down of the half-made sandbox (NRI stop + remove, netns removed)."""
+        assert node.runtime is not None
+        meta = _meta(pod)
+        namespace, name, uid = str(meta["namespace"]), str(meta["name"]), str(meta["uid"])
         sandbox_id = secrets.token_hex(32)
         node.pod_count += 1
         netns_path = await self.fabric.add_pod(node.name, sandbox_id, node.pod_count)
         netns = self.fabric.pods[sandbox_id]
-        eth0 = await self._addresses(netns, "eth0")
+        try:
+            eth0 = await self._addresses(netns, "eth0")
+        except ClusterError:
+            await self.fabric.remove_pod(sandbox_id)
+            raise
         sandbox = SimPod(id=sandbox_id, uid=uid, name=name, namespace=namespace,
                          netns=netns_path, ips=tuple(a.split("/")[0] for a, _ in eth0[:1]),
                          labels=dict(meta.get("labels") or {}))
-        running = RunningPod(namespace, name, uid, node.name, sandbox, netns, refs)
         try:
+            if self.before_sandbox is not None:
+                await self.before_sandbox(node, sandbox, attempt)
             await node.runtime.run_pod_sandbox(sandbox)
-        except (PodHookError, CnidraError) as exc:
-            await self.fabric.remove_pod(sandbox_id)
-            self.check_interrupted()
-            if refs:
-                with contextlib.suppress(CnidraError):
-                    await node.kubelet.unprepare(refs, driver=DRIVER)
-            return self._fail(pod, node.name, f"RunPodSandbox: {exc}")
-        self.running[key] = running
-        self._set_pod_status(pod, "Running", sandbox.ips[0] if sandbox.ips else "")
-        return running
+        except (PodHookError, CnidraError):
+            await self._tear_down_failed(node, sandbox)
+            raise
+        return RunningPod(namespace, name, uid, node.name, sandbox, netns, refs)
+
+    async def _tear_down_failed(self, node: SimNode, sandbox: SimPod) -> None:
+        """What the runtime does with a sandbox whose start failed (errors only logged)."""
+        assert node.runtime is not None
+        for step in (node.runtime.stop_pod_sandbox, node.runtime.remove_pod_sandbox):
+            try:
+                await step(sandbox)
+            except CnidraError as exc:
+                log.warning("pod %s/%s: tear-down of failed sandbox %s: %s", sandbox.namespace,
+                            sandbox.name, sandbox.id[:13], exc)
+        await self.fabric.remove_pod(sandbox.id)
 
     def _fail(self, pod: dict[str, Any], node: str, reason: str) -> PodFailure:
         meta = _meta(pod)

@@ -14,6 +14,7 @@ import asyncio
 import ipaddress
 import json
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,14 @@ import yaml
 
 from cnidra.errors import CnidraError, ConfigError
 from cnidra.model.devices import Health
-from cnidra.sim._cluster import DRIVER, Cluster, Leftovers, RunningPod, ScaleResult
+from cnidra.sim._cluster import (
+    DRIVER,
+    Cluster,
+    Leftovers,
+    RunningPod,
+    SandboxRetry,
+    ScaleResult,
+)
 from cnidra.sim._fabric import NodeSpec
 from cnidra.sim._manifests import MANIFESTS, ManifestSet, default_manifests, load
 from cnidra.sim.scheduler import ADMIN_ACCESS_LABEL
@@ -79,6 +87,7 @@ class DemoResult:
     timings: dict[str, float] = field(default_factory=dict)
     residue: list[str] = field(default_factory=list)  # still there after the cluster stopped
     problems: list[str] = field(default_factory=list)
+    retried: list[SandboxRetry] = field(default_factory=list)  # sandbox attempts retried
 
     @property
     def addresses(self) -> list[str]:
@@ -216,6 +225,21 @@ def leftovers_line(left: Leftovers) -> str:
     return f"LEFT BEHIND: {counts} ({'; '.join(details[:8])})"
 
 
+def retries_lines(retried: Sequence[SandboxRetry]) -> list[str]:
+    """``2 sandboxes retried after: RunPodSandbox did not finish within 1.75s``, one line per
+    reason (most frequent first), and which pods needed how many attempts."""
+    counts = Counter(r.reason for r in retried)
+    lines = []
+    for reason, count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+        lines.append(f"{count} sandbox{'es' if count != 1 else ''} retried after: {reason}")
+    if retried:
+        pods = Counter(r.pod for r in retried)
+        lines.append("  (kubelet retries with a new sandbox; " + ", ".join(
+            f"{pod}: {n} failed attempt{'s' if n != 1 else ''}"
+            for pod, n in sorted(pods.items())) + ")")
+    return lines
+
+
 def summary_line(result: DemoResult) -> str:
     running = [p for p in result.pods if p.phase == "Running"]
     parts = []
@@ -233,6 +257,8 @@ def summary_line(result: DemoResult) -> str:
         parts.append(f"{result.claims_ready}/{result.claims_total} claims Ready")
     if result.pending:
         parts.append(f"{len(result.pending)} pods unschedulable")
+    if result.retried:
+        parts.append(f"{len(result.retried)} sandboxes retried")
     if result.ping is not None:
         parts.append("ping ok" if result.ping[0] else "ping FAILED")
     if result.leftovers is not None:
@@ -416,6 +442,7 @@ class _Run:
         p.section("kubectl get resourceslices")
         p.line(slices_table(cluster.objects.list("resourceslices")))
         t0 = time.monotonic()
+        retried_before = len(cluster.retries)
         scaled = ScaleResult()
         if self.bare_pods:
             scaled.started, scaled.failed, scaled.report = await cluster.reconcile()
@@ -426,6 +453,7 @@ class _Run:
             scaled.report.scheduled.update(more.report.scheduled)
             scaled.report.unschedulable.update(more.report.unschedulable)
         result.timings["scale_up"] = time.monotonic() - t0
+        result.retried = cluster.retries[retried_before:]
         total = sum(self.replicas.values()) + self.bare_pods
         for name, replicas in self.replicas.items():
             p.section(f"kubectl scale deployment {name} --replicas={replicas}")
@@ -444,6 +472,8 @@ class _Run:
         p.line(pods_table(views))
         for name, reason in sorted(result.pending.items()):
             p.line(f"{name}: Pending (Unschedulable): " + reason.replace("\n", "\n  "))
+        for line in retries_lines(result.retried):
+            p.line(line)
         for failure in scaled.failed:
             p.line(f"{failure.pod}: Failed on {failure.node}: {failure.reason}")
 
