@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from cnidra.errors import ConfigError, KubeAPIError
-from cnidra.kube import Backoff, KubeClient, connect
+from cnidra.kube import Backoff, KubeClient, WatchEvent, connect
 from cnidra.model.devices import Device, Snapshot
 from cnidra.publishing import Publisher
 from cnidra.sim.apiserver import ApiServer
@@ -248,3 +248,49 @@ async def test_a_rejected_slice_is_reported_not_retried(server: ApiServer,
         await pub.publish(snapshot(1))
     assert info.value.status == 422 and "spec.driver" in str(info.value)
     assert not pub.published and stored(server) == []
+
+
+async def test_own_writes_whose_event_comes_first_are_not_someone_elses(
+    server: ApiServer, client: KubeClient, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    queue: asyncio.Queue[Snapshot] = asyncio.Queue()
+
+    async def snapshots() -> AsyncIterator[Snapshot]:
+        while True:
+            yield await queue.get()
+
+    def late(write: Callable[..., Coroutine[Any, Any, dict[str, Any]]]
+             ) -> Callable[..., Coroutine[Any, Any, dict[str, Any]]]:
+        async def answer_late(*args: Any, **kwargs: Any) -> dict[str, Any]:
+            written = await write(*args, **kwargs)
+            await asyncio.sleep(0.3)  # the watch event of this write arrives before we return
+            return written
+        return answer_late
+
+    pub = publisher(client, resync_interval=60.0)
+    queue.put_nowait(snapshot(3))
+    async with running(pub.run(snapshots())):
+        await until(lambda: pub.published and len(stored(server)) == 1)
+        await asyncio.sleep(0.3)  # the slice watch is established
+        monkeypatch.setattr(client, "create_slice", late(client.create_slice))
+        monkeypatch.setattr(client, "update_slice", late(client.update_slice))
+        caplog.clear()
+        with caplog.at_level("INFO", logger="cnidra.publishing"):
+            queue.put_nowait(snapshot(200))  # one slice updated, one created
+            await until(lambda: pub.device_count == 200)
+            writes = pub.writes
+            await asyncio.sleep(0.5)
+        assert len(stored(server)) == 2 and pub.writes == writes
+        assert not [r for r in caplog.records if "someone else" in r.getMessage()], [
+            r.getMessage() for r in caplog.records]
+        # while a write is in flight, an event that none of our writes explains still counts
+        pub._dirty.clear()
+        pub._writing = 1
+        pub._on_event(WatchEvent("MODIFIED", {"metadata": {"name": "x", "resourceVersion": "1"}}))
+        assert not pub._dirty.is_set()
+        pub._writing = 0
+        with caplog.at_level("INFO", logger="cnidra.publishing"):
+            pub._settle_held()
+        assert pub._dirty.is_set()
+        assert any("slice x modified by someone else" in r.getMessage() for r in caplog.records)

@@ -12,6 +12,9 @@ operator may delete them): ``run`` watches our slices; a change it did not make 
 (a DELETED of a slice it did not delete, or a write whose resourceVersion is not one it got
 back) wakes a re-check, and a periodic resync (``resync_interval``) re-checks anyway in case a
 watch event was lost. A re-check that finds everything in place costs one list and no write.
+The watch event of our own create or update often arrives before the write's response (which
+carries the resourceVersion we recognise it by): events that come while our writes are in
+flight are held until those writes answer, and only the ones that match none of them count.
 """
 
 from __future__ import annotations
@@ -74,6 +77,8 @@ class Publisher:
         self._dirty = asyncio.Event()
         self._own_rvs: deque[str] = deque(maxlen=256)
         self._own_deletes: deque[str] = deque(maxlen=256)
+        self._writing = 0  # creates/updates in flight
+        self._held: list[WatchEvent] = []  # events that came meanwhile, not yet recognised
         self._logged_excluded: dict[str, str] = {}
         self._published = False
         self._device_count = 0
@@ -169,16 +174,23 @@ class Publisher:
             if owners:
                 obj["metadata"]["ownerReferences"] = owners
             async with gate:
-                if i < len(ours):
-                    meta = _meta(ours[i])
-                    obj["metadata"].pop("generateName", None)
-                    obj["metadata"].update(name=meta.get("name"),
-                                           resourceVersion=meta.get("resourceVersion"))
-                    written = await self._client.update_slice(obj, field_manager=self._driver)
-                else:
-                    written = await self._client.create_slice(obj, field_manager=self._driver)
-            self.writes += 1
-            self._own_rvs.append(str(_meta(written).get("resourceVersion")))
+                self._writing += 1
+                try:
+                    if i < len(ours):
+                        meta = _meta(ours[i])
+                        obj["metadata"].pop("generateName", None)
+                        obj["metadata"].update(name=meta.get("name"),
+                                               resourceVersion=meta.get("resourceVersion"))
+                        written = await self._client.update_slice(
+                            obj, field_manager=self._driver)
+                    else:
+                        written = await self._client.create_slice(
+                            obj, field_manager=self._driver)
+                    self.writes += 1
+                    self._own_rvs.append(str(_meta(written).get("resourceVersion")))
+                finally:
+                    self._writing -= 1
+                    self._settle_held()
 
         outcomes = await asyncio.gather(*(write(i, c) for i, c in enumerate(pool.chunks)),
                                         return_exceptions=True)
@@ -218,10 +230,28 @@ class Publisher:
         if event.type == "DELETED":
             if meta.get("name") in self._own_deletes:
                 return
-        elif str(meta.get("resourceVersion")) in self._own_rvs:
+        elif self._ours(event):
             return
-        log.info("slice %s %s by someone else; re-checking the pool", meta.get("name"),
-                 event.type.lower())
+        elif self._writing:  # may be the echo of a write whose response is still on its way
+            self._held.append(event)
+            return
+        self._foreign(event)
+
+    def _ours(self, event: WatchEvent) -> bool:
+        return str(_meta(event.object).get("resourceVersion")) in self._own_rvs
+
+    def _settle_held(self) -> None:
+        """After a write answered: drop held events it explains; once no write is in flight,
+        the rest were someone else's."""
+        self._held = [e for e in self._held if not self._ours(e)]
+        if not self._writing:
+            held, self._held = self._held, []
+            for event in held:
+                self._foreign(event)
+
+    def _foreign(self, event: WatchEvent) -> None:
+        log.info("slice %s %s by someone else; re-checking the pool",
+                 _meta(event.object).get("name"), event.type.lower())
         self._dirty.set()
 
     async def run(self, snapshots: AsyncIterator[Snapshot]) -> None:
