@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from claims.claimkit import DRIVER, cni, entry, fixture_claim, make_claim
 
-from cnidra.claims import Checkpoint, ClaimState
+from cnidra.claims import Checkpoint, ClaimState, Stamp
 from cnidra.errors import CheckpointError, KubeAPIError, NotFoundError
 from cnidra.model.claims import ClaimRef
 from cnidra.model.plan import Attachment
@@ -58,11 +58,11 @@ class CountingCheckpoint(Checkpoint):
     saves = 0
     fail = False
 
-    def save(self, claims: Any) -> None:
+    def save(self, claims: Any) -> Stamp:
         if self.fail:
             raise CheckpointError("checkpoint /x: cannot write: disk full")
         self.saves += 1
-        super().save(claims)
+        return super().save(claims)
 
 
 def ref_of(claim: dict[str, Any]) -> ClaimRef:
@@ -72,8 +72,8 @@ def ref_of(claim: dict[str, Any]) -> ClaimRef:
 
 async def open_state(path: Path, reader: FakeReader) -> tuple[ClaimState, CountingCheckpoint]:
     cp = CountingCheckpoint(path)
-    claims = await asyncio.to_thread(cp.load)
-    return ClaimState(cp, claims, reader, driver=DRIVER), cp
+    claims, stamp = await asyncio.to_thread(cp.load_stamped, clean=True)
+    return ClaimState(cp, claims, reader, driver=DRIVER, stamp=stamp), cp
 
 
 async def test_prepare_one_fixture_claim(tmp_path: Path) -> None:
@@ -244,9 +244,9 @@ def _fields(att: Attachment) -> dict[str, Any]:
 
 
 class SlowCheckpoint(Checkpoint):
-    def save(self, claims: Any) -> None:
+    def save(self, claims: Any) -> Stamp:
         time.sleep(0.2)
-        super().save(claims)
+        return super().save(claims)
 
 
 async def test_cancelled_prepare_keeps_memory_and_file_in_step(tmp_path: Path) -> None:

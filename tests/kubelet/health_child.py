@@ -13,6 +13,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from cnidra.claims import Fetched
 from cnidra.inventory import Inventory
 from cnidra.kubelet import KubeletPlugin
 from cnidra.model.claims import ClaimRef, PrepareOutcome
@@ -21,7 +22,10 @@ NODE = "health-node"
 
 
 class NoClaims:
-    async def prepare(self, claims: Sequence[ClaimRef]) -> dict[str, PrepareOutcome]:
+    async def fetch(self, claims: Sequence[ClaimRef]) -> Fetched:
+        return Fetched(tuple(claims), 0.0)
+
+    async def apply_prepare(self, fetched: Fetched) -> dict[str, PrepareOutcome]:
         return {}
 
     async def unprepare(self, claims: Sequence[ClaimRef]) -> dict[str, str]:

@@ -29,5 +29,5 @@ def as_preparer(state: ClaimState) -> ClaimPreparer:
 
 def test_protocols_name_what_the_plugin_calls() -> None:
     assert callable(as_preparer)
-    assert {"prepare", "unprepare"} <= set(ClaimPreparer.__dict__)
+    assert {"fetch", "apply_prepare", "unprepare"} <= set(ClaimPreparer.__dict__)
     assert {"device_health", "wait_health"} <= set(HealthSource.__dict__)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from kubelet.kubeletkit import (
     v1beta1_request,
 )
 
+from cnidra.claims import Fetched
 from cnidra.errors import ConfigError
 from cnidra.kubelet import KubeletPlugin
 from cnidra.kubelet._proto import dra_v1_pb2, dra_v1beta1_pb2, pluginregistration_pb2
@@ -191,7 +193,10 @@ async def test_restart_between_prepare_and_unprepare(tmp_path: Path) -> None:
 
 
 class ExplodingClaims:
-    async def prepare(self, claims: Sequence[ClaimRef]) -> dict[str, PrepareOutcome]:
+    async def fetch(self, claims: Sequence[ClaimRef]) -> Fetched:
+        return Fetched(tuple(claims), time.monotonic())
+
+    async def apply_prepare(self, fetched: Fetched) -> dict[str, PrepareOutcome]:
         raise ConfigError("checkpoint directory is not writable", "state_dir")
 
     async def unprepare(self, claims: Sequence[ClaimRef]) -> dict[str, str]:
@@ -203,14 +208,17 @@ class SlowClaims:
         self.active = 0
         self.max_active = 0
 
-    async def prepare(self, claims: Sequence[ClaimRef]) -> dict[str, PrepareOutcome]:
+    async def fetch(self, claims: Sequence[ClaimRef]) -> Fetched:
+        return Fetched(tuple(claims), time.monotonic())
+
+    async def apply_prepare(self, fetched: Fetched) -> dict[str, PrepareOutcome]:
         self.active += 1
         self.max_active = max(self.max_active, self.active)
         try:
             await asyncio.sleep(0.05)
         finally:
             self.active -= 1
-        return {r.uid: PrepareOutcome() for r in claims}
+        return {r.uid: PrepareOutcome() for r in fetched.refs}
 
     async def unprepare(self, claims: Sequence[ClaimRef]) -> dict[str, str]:
         await asyncio.sleep(10)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from cnidra.attach import CNI, Sandbox
+from cnidra.claims import Fetched
 from cnidra.cni import CachedAttachment, NetworkConfigList, Result, RuntimeConf
 from cnidra.errors import CnidraError
 from cnidra.kube import ApiInfo
@@ -81,6 +83,12 @@ class FakeClaims:
 
     async def prepare(self, claims: Sequence[ClaimRef]) -> dict[str, PrepareOutcome]:
         return {c.uid: PrepareOutcome() for c in claims}
+
+    async def fetch(self, claims: Sequence[ClaimRef]) -> Fetched:
+        return Fetched(tuple(claims), time.monotonic())
+
+    async def apply_prepare(self, fetched: Fetched) -> dict[str, PrepareOutcome]:
+        return await self.prepare(fetched.refs)  # subclasses override prepare
 
     async def unprepare(self, claims: Sequence[ClaimRef]) -> dict[str, str]:
         return {c.uid: "" for c in claims}

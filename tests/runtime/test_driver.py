@@ -231,7 +231,8 @@ async def test_metrics_from_wrappers_and_cni_observer() -> None:
     await d.start()
     assert b.kubelet_part is not None and b.on_exec is not None and d.handler is not None
     claims = b.kubelet_part.claims
-    await claims.prepare([ClaimRef("default", "c1", "u1"), ClaimRef("default", "c2", "u2")])
+    await claims.apply_prepare(await claims.fetch([ClaimRef("default", "c1", "u1"),
+                                                   ClaimRef("default", "c2", "u2")]))
     await claims.unprepare([ClaimRef("default", "c1", "u1")])
     assert b.nri_part is not None
     b.nri_part.on_hook("RunPodSandbox", "ok", 0.01)  # the NRI plugin reports each hook

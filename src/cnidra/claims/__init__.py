@@ -12,11 +12,18 @@ Limits and decisions:
   DeviceClass configs; in a claim it is an error.
 * Every problem is a :class:`ClaimConfigError` (a ``ConfigError``): ``claim ns/name: path: why``.
 * :class:`ClaimState` answers the kubelet per claim and refuses to unprepare a claim that still
-  has attachments (attach's CNI DEL removes them first; the kubelet retries).
+  has attachments (attach's CNI DEL removes them first; the kubelet retries). Prepare is two
+  phases, :meth:`ClaimState.fetch` (API reads, no lock, concurrent across calls) then
+  :meth:`ClaimState.apply_prepare` (:class:`Fetched` in, the state part under the lock), so the
+  caller can serialize only the second; :meth:`ClaimState.prepare` is both.
+* Every state change first reloads the checkpoint when another instance sharing the directory
+  replaced it (stamp: inode, mtime, size), so two instances (rolling update) whose changes are
+  serialized (the kubelet plugin's flock) never act on a stale cache. The synchronous queries
+  answer from memory; :meth:`ClaimState.refresh` reloads first.
 * The checkpoint is written with blocking file I/O in a worker thread, never on the loop.
 """
 
-from cnidra.claims._checkpoint import Checkpoint
+from cnidra.claims._checkpoint import Checkpoint, Stamp
 from cnidra.claims._errors import ClaimConfigError
 from cnidra.claims._plan import check_pod_interfaces, compute_plan
 from cnidra.claims._policy import (
@@ -26,7 +33,7 @@ from cnidra.claims._policy import (
     identity_resolver,
 )
 from cnidra.claims._records import PreparedClaim
-from cnidra.claims._state import ClaimReader, ClaimState
+from cnidra.claims._state import ClaimReader, ClaimState, Fetched
 
 __all__ = [
     "DEFAULT_ALLOWED_PLUGIN_TYPES",
@@ -36,7 +43,9 @@ __all__ = [
     "ClaimReader",
     "ClaimState",
     "DeviceIfNameResolver",
+    "Fetched",
     "PreparedClaim",
+    "Stamp",
     "check_pod_interfaces",
     "compute_plan",
     "identity_resolver",

@@ -4,6 +4,11 @@ Save writes a temp file in the same directory, fsyncs it, renames it over the ch
 fsyncs the directory, so a crash leaves either the old or the new file, never a torn one.
 A missing file is an empty state (first start). A file that cannot be read, parsed or has an
 unknown version raises ``CheckpointError`` and is left exactly as it is.
+
+Every load and save also gives the file's :data:`Stamp` (inode, mtime in ns, size) taken from the
+very file descriptor that was read or written, so a reader can tell cheaply (one ``stat``) whether
+another process replaced the file since: every save renames a new file into place, so the inode
+changes on every save (mtime and size guard against inode reuse).
 """
 
 from __future__ import annotations
@@ -23,6 +28,14 @@ _TMP_PREFIX = f".{FILE_NAME}."
 _TMP_SUFFIX = ".tmp"
 
 
+Stamp = tuple[int, int, int] | None
+"""``(st_ino, st_mtime_ns, st_size)`` of the checkpoint file; ``None`` when there is none."""
+
+
+def _stamp_of(st: os.stat_result) -> tuple[int, int, int]:
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
 class Checkpoint:
     """``<directory>/checkpoint.json``."""
 
@@ -33,15 +46,38 @@ class Checkpoint:
     def load(self) -> dict[str, PreparedClaim]:
         """The saved claims by UID; ``{}`` when there is no file yet.
 
-        Leftover temp files of an interrupted save are removed (the checkpoint itself is intact).
+        Leftover temp files of an interrupted save are removed (the checkpoint itself is intact);
+        call it once at start. (Should another instance sharing the directory be saving at that
+        moment, its save fails with ``CheckpointError``; the file is never torn.)
         """
-        self._remove_stale_temps()
+        return self.load_stamped(clean=True)[0]
+
+    def load_stamped(self, *, clean: bool = False) -> tuple[dict[str, PreparedClaim], Stamp]:
+        """The saved claims and the stamp of the file that was read. Temp files are only removed
+        with ``clean`` (as :meth:`load`): another instance sharing the directory may be writing
+        one."""
+        if clean:
+            self._remove_stale_temps()
         try:
-            data = self.path.read_bytes()
+            with self.path.open("rb") as src:
+                stamp: Stamp = _stamp_of(os.fstat(src.fileno()))
+                data = src.read()
         except FileNotFoundError:
-            return {}
+            return {}, None
         except OSError as exc:
             raise CheckpointError(f"checkpoint {self.path}: cannot read: {exc}") from exc
+        return self._decode(data), stamp
+
+    def stamp(self) -> Stamp:
+        """The current file's stamp (one ``stat``); compare it with the last load or save."""
+        try:
+            return _stamp_of(self.path.stat())
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise CheckpointError(f"checkpoint {self.path}: cannot stat: {exc}") from exc
+
+    def _decode(self, data: bytes) -> dict[str, PreparedClaim]:
         try:
             doc = json.loads(data)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -54,8 +90,8 @@ class Checkpoint:
         except CheckpointError as exc:
             raise CheckpointError(f"{self.path}: {exc}; the file is kept") from exc
 
-    def save(self, claims: Mapping[str, PreparedClaim]) -> None:
-        """Atomically replace the checkpoint with ``claims``."""
+    def save(self, claims: Mapping[str, PreparedClaim]) -> Stamp:
+        """Atomically replace the checkpoint with ``claims``; the stamp of the new file."""
         data = json.dumps(encode(claims), indent=1, sort_keys=True).encode()
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
@@ -67,12 +103,14 @@ class Checkpoint:
                 out.write(data)
                 out.flush()
                 os.fsync(out.fileno())
+                stamp: Stamp = _stamp_of(os.fstat(out.fileno()))  # rename keeps ino and mtime
             Path(tmp).replace(self.path)
         except OSError as exc:
             with contextlib.suppress(OSError):
                 Path(tmp).unlink()
             raise CheckpointError(f"checkpoint {self.path}: cannot write: {exc}") from exc
         self._fsync_directory()
+        return stamp
 
     def _fsync_directory(self) -> None:
         try:

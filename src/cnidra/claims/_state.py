@@ -1,15 +1,28 @@
 """``ClaimState``: prepare/unprepare for the kubelet plugin and the prepared-claim queries attach
 uses, over the checkpoint (the single source of truth; memory is a cache of it).
 
-Prepare reads every claim from the API server in parallel **before** taking the lock, then under
-the lock: reuse the stored plan when the allocation is unchanged (only the pod UIDs are
-refreshed), else compute it, and write the checkpoint once for the whole call. Each claim gets
-its own answer; one bad claim never fails the call.
+Prepare has two phases, so that a caller can serialize only the second one (the kubelet plugin
+does, as the Go helper: reads before the lock). :meth:`ClaimState.fetch` reads every claim (and
+the DeviceClasses its configs come from) from the API server in parallel and touches no state;
+concurrent calls read concurrently. :meth:`ClaimState.apply_prepare` then, under the state's
+lock: reuses the stored plan when the allocation is unchanged (only the pod UIDs are refreshed),
+else computes it, and writes the checkpoint once for the whole call. :meth:`ClaimState.prepare`
+is both in one. Each claim gets its own answer; one bad claim never fails the call.
 
 Unprepare works from the checkpoint alone (the claim may be gone from the API server) and is
 idempotent. A claim that still has attachments is **refused** with an error (the kubelet
 retries): the sandbox's CNI DEL (attach) removes them first, so unprepare never leaves an
 interface behind whose config we would have forgotten.
+
+Several instances over one directory (the kubelet plugin's rolling update): every state change
+(apply_prepare, unprepare, record/remove attachments) first compares the checkpoint's stamp
+(inode, mtime, size: one ``stat``) with the one this instance last read or wrote and reloads the
+file when another instance replaced it, then acts, then writes. So an instance never acts on a
+stale cache, provided the changes of the instances are serialized: the kubelet plugin's flock
+does that for Prepare/Unprepare. Attachment changes (NRI) are only serialized within one
+instance; only one instance is connected to NRI at a time. The synchronous queries (``get``,
+``plans_for_pod``, ...) answer from memory as of this instance's last read or write; call
+:meth:`ClaimState.refresh` first to see another instance's changes.
 """
 
 from __future__ import annotations
@@ -17,11 +30,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from cnidra.claims._checkpoint import Checkpoint
+from cnidra.claims._checkpoint import Checkpoint, Stamp
 from cnidra.claims._claim import FROM_CLASS, canonical_json, view_claim
 from cnidra.claims._errors import ClaimConfigError
 from cnidra.claims._plan import compute_plan
@@ -45,11 +59,22 @@ class ClaimReader(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class _Fetched:
+class _Read:
     ref: ClaimRef
     claim: Mapping[str, Any] | None = None
     classes: Mapping[str, Mapping[str, Any]] | None = None
     error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """What :meth:`ClaimState.fetch` read for one call; hand it to
+    :meth:`ClaimState.apply_prepare`. ``refs`` are the call's claims (one per UID), ``started``
+    is ``time.monotonic()`` when the fetch began."""
+
+    refs: tuple[ClaimRef, ...]
+    started: float
+    reads: tuple[_Read, ...] = ()
 
 
 class ClaimState:
@@ -59,7 +84,10 @@ class ClaimState:
         self, checkpoint: Checkpoint, claims: Mapping[str, PreparedClaim], reader: ClaimReader,
         *, driver: str, policy: AdminPolicy | None = None,
         device_if_name: DeviceIfNameResolver = identity_resolver, read_concurrency: int = 16,
+        stamp: Stamp = None,
     ) -> None:
+        """``claims`` are the checkpoint's content as of ``stamp`` (``load_stamped``); with the
+        default ``None`` the first state change reloads the file if there is one."""
         self._checkpoint = checkpoint
         self._reader = reader
         self._driver = driver
@@ -69,7 +97,8 @@ class ClaimState:
         self._reads = asyncio.Semaphore(read_concurrency)
         self._claims: dict[str, PreparedClaim] = {}
         self._by_pod: dict[str, tuple[str, ...]] = {}
-        self._set(dict(claims))
+        self._stamp: Stamp = stamp
+        self._set(dict(claims), stamp)
 
     @classmethod
     async def open(
@@ -78,21 +107,42 @@ class ClaimState:
     ) -> ClaimState:
         """Load the checkpoint in ``directory`` (``CheckpointError`` if it is unreadable)."""
         checkpoint = Checkpoint(directory)
-        claims = await asyncio.to_thread(checkpoint.load)
+        claims, stamp = await asyncio.to_thread(checkpoint.load_stamped, clean=True)
         return cls(checkpoint, claims, reader, driver=driver, policy=policy,
-                   device_if_name=device_if_name)
+                   device_if_name=device_if_name, stamp=stamp)
 
     # --- kubelet -------------------------------------------------------------------------
 
     async def prepare(self, claims: Sequence[ClaimRef]) -> dict[str, PrepareOutcome]:
-        """Prepare each claim; the answer has one outcome per claim UID."""
-        refs = {ref.uid: ref for ref in claims}
-        fetched = await asyncio.gather(*(self._fetch(ref) for ref in refs.values()))
+        """Prepare each claim; the answer has one outcome per claim UID. Same as
+        :meth:`apply_prepare` of :meth:`fetch` (nothing held in between)."""
+        return await self.apply_prepare(await self.fetch(claims))
+
+    async def fetch(self, claims: Sequence[ClaimRef]) -> Fetched:
+        """Read the claims and their DeviceClasses from the API server, in parallel (at most
+        ``read_concurrency`` at once per instance). Touches no state and takes no lock; a read
+        problem becomes that claim's error in :meth:`apply_prepare`, never an exception."""
+        started = time.monotonic()
+        refs = tuple({ref.uid: ref for ref in claims}.values())
+        reads = await asyncio.gather(*(self._fetch(ref) for ref in refs))
+        return Fetched(refs, started, tuple(reads))
+
+    async def apply_prepare(self, fetched: Fetched) -> dict[str, PrepareOutcome]:
+        """The state phase of prepare, under the lock: reload the checkpoint if another instance
+        changed it, reuse or compute each plan, write the checkpoint once."""
+        refs = {ref.uid: ref for ref in fetched.refs}
         async with self._lock:
+            try:
+                await self._refresh()
+            except CheckpointError as exc:
+                log.error("prepare: %s", exc)
+                return {uid: PrepareOutcome(error=f"claim {_key(ref)}: cannot read the "
+                                            f"prepared claims of this node: {exc}")
+                        for uid, ref in refs.items()}
             updated = dict(self._claims)
             outcomes: dict[str, PrepareOutcome] = {}
             changed: list[str] = []
-            for item in fetched:
+            for item in fetched.reads:
                 outcome, record = self._prepare_one(item, updated.get(item.ref.uid))
                 outcomes[item.ref.uid] = outcome
                 if record is not None:
@@ -114,6 +164,11 @@ class ClaimState:
     async def unprepare(self, claims: Sequence[ClaimRef]) -> dict[str, str]:
         """Forget each claim; ``uid → ""`` on success or a message the kubelet will retry on."""
         async with self._lock:
+            try:
+                await self._refresh()
+            except CheckpointError as exc:
+                log.error("unprepare: %s", exc)
+                return {ref.uid: f"claim {_key(ref)}: {exc}" for ref in claims}
             updated = dict(self._claims)
             answers: dict[str, str] = {}
             removed: list[str] = []
@@ -141,6 +196,12 @@ class ClaimState:
                         if ref.uid in removed:
                             answers[ref.uid] = f"claim {_key(ref)}: {exc}"
             return answers
+
+    async def refresh(self) -> bool:
+        """Reload the checkpoint if another instance replaced it since this one last read or
+        wrote it; True when it did. ``CheckpointError`` when the file cannot be read."""
+        async with self._lock:
+            return await self._refresh()
 
     # --- attach --------------------------------------------------------------------------
 
@@ -170,6 +231,7 @@ class ClaimState:
         or when the write fails; nothing is recorded then.
         """
         async with self._lock:
+            await self._refresh()
             updated = dict(self._claims)
             for att in attachments:
                 record = updated.get(att.claim_uid)
@@ -197,6 +259,7 @@ class ClaimState:
         """Forget attachments by (claim UID, ifName, sandbox ID) with one write; returns them."""
         wanted = set(keys)
         async with self._lock:
+            await self._refresh()
             updated = dict(self._claims)
             gone: list[Attachment] = []
             for uid, record in self._claims.items():
@@ -211,17 +274,27 @@ class ClaimState:
 
     # --- internals -----------------------------------------------------------------------
 
-    async def _fetch(self, ref: ClaimRef) -> _Fetched:
+    async def _refresh(self) -> bool:
+        """Under the lock: adopt the file when its stamp is not the one we last read or wrote."""
+        if await asyncio.to_thread(self._checkpoint.stamp) == self._stamp:
+            return False
+        claims, stamp = await asyncio.to_thread(self._checkpoint.load_stamped)
+        log.info("checkpoint %s changed on disk (another instance); reloaded %d claim(s)",
+                 self._checkpoint.path, len(claims))
+        self._set(claims, stamp)
+        return True
+
+    async def _fetch(self, ref: ClaimRef) -> _Read:
         async with self._reads:
             try:
                 claim = await self._reader.get_claim(ref.namespace, ref.name)
             except NotFoundError:
-                return _Fetched(ref, error=f"claim {_key(ref)}: not found in the API server")
+                return _Read(ref, error=f"claim {_key(ref)}: not found in the API server")
             except KubeAPIError as exc:
-                return _Fetched(ref, error=f"claim {_key(ref)}: cannot read it: {exc}")
+                return _Read(ref, error=f"claim {_key(ref)}: cannot read it: {exc}")
             uid = (claim.get("metadata") or {}).get("uid")
             if uid != ref.uid:
-                return _Fetched(ref, error=(
+                return _Read(ref, error=(
                     f"claim {_key(ref)}: the API server has UID {uid}, the kubelet asked for "
                     f"{ref.uid} (the claim was deleted and re-created)"
                 ))
@@ -231,10 +304,10 @@ class ClaimState:
                     classes[name] = await self._reader.get_device_class(name)
                 except KubeAPIError as exc:
                     log.debug("DeviceClass %s unavailable for error attribution: %s", name, exc)
-            return _Fetched(ref, claim, classes)
+            return _Read(ref, claim, classes)
 
     def _prepare_one(
-        self, item: _Fetched, existing: PreparedClaim | None
+        self, item: _Read, existing: PreparedClaim | None
     ) -> tuple[PrepareOutcome, PreparedClaim | None]:
         ref = item.ref
         if item.claim is None:
@@ -267,21 +340,22 @@ class ClaimState:
         memory always matches the file."""
         save = asyncio.ensure_future(asyncio.to_thread(self._checkpoint.save, updated))
         try:
-            await asyncio.shield(save)
+            stamp = await asyncio.shield(save)
         except asyncio.CancelledError:
             await asyncio.wait([save])
             if not save.cancelled() and save.exception() is None:
-                self._set(updated)
+                self._set(updated, save.result())
             raise
-        self._set(updated)
+        self._set(updated, stamp)
 
-    def _set(self, claims: dict[str, PreparedClaim]) -> None:
+    def _set(self, claims: dict[str, PreparedClaim], stamp: Stamp) -> None:
         by_pod: dict[str, list[str]] = {}
         for uid, record in claims.items():
             for pod in record.plan.pod_uids:
                 by_pod.setdefault(pod, []).append(uid)
         self._claims = claims
         self._by_pod = {pod: tuple(uids) for pod, uids in by_pod.items()}
+        self._stamp = stamp
 
 
 def _key(ref: ClaimRef) -> str:

@@ -7,11 +7,15 @@ Job: convert between the kubelet's wire types and the claim state, nothing more.
 claim's ``error`` (the only text the tenant sees), never a failed call. Calls are serialized
 (asyncio lock, plus ``flock`` on ``<plugin dir>/serialize.lock`` in rolling-update mode).
 
-Limits: no state between calls of its own (the claim state owns it); the claims are read from
-the API server inside the serialized section (``ClaimState.prepare`` reads then locks), not
-before it as the Go helper does; health is only served (and advertised) when a
-:class:`HealthSource` is given. In rolling-update mode two instances share the lock file but
-each keeps its own in-memory claim state.
+As the Go helper, a Prepare reads its claims from the API server (``ClaimPreparer.fetch``)
+*before* it takes the lock, so concurrent calls read concurrently; only the state phase
+(``ClaimPreparer.apply_prepare``) and Unprepare run one at a time. The call's time limit covers
+all of it.
+
+Limits: no state between calls of its own (the claim state owns it); health is only served (and
+advertised) when a :class:`HealthSource` is given. In rolling-update mode two instances share
+the lock file and the claim state's directory; the claim state reloads its checkpoint under the
+lock when the other instance changed it, so either instance may serve any call.
 """
 
 from cnidra.kubelet._paths import (

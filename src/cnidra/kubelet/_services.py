@@ -1,7 +1,10 @@
 """The gRPC servicers: registration, DRA v1 and v1beta1 (one shared core) and the health stream.
 
 The core turns every claim problem into that claim's ``error``; only a bug (an unexpected
-exception) fails the whole call, with INTERNAL.
+exception) fails the whole call, with INTERNAL. As the Go helper, Prepare reads its claims
+(``ClaimPreparer.fetch``) before it takes the serialization lock, so concurrent calls read the
+API server concurrently; only the state phase (``apply_prepare``) and Unprepare are serialized.
+One time limit covers the whole call (reads, waiting for the lock, state phase).
 """
 
 from __future__ import annotations
@@ -10,10 +13,12 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 import grpc
 
+from cnidra.claims import Fetched
 from cnidra.errors import CnidraError
 from cnidra.kubelet import _convert
 from cnidra.kubelet._proto import (
@@ -41,11 +46,20 @@ OnCall = Callable[[str, str, float, int], None]
 
 
 class ClaimPreparer(Protocol):
-    """The claims side of the plugin (``cnidra.claims.ClaimState`` has exactly these)."""
+    """The claims side of the plugin (``cnidra.claims.ClaimState`` has these)."""
 
-    async def prepare(self, claims: Sequence[ClaimRef]) -> dict[str, PrepareOutcome]: ...
+    async def fetch(self, claims: Sequence[ClaimRef]) -> Fetched:
+        """Read the claims from the API server; called outside the serialized section, so it
+        must not touch shared state (read problems are per-claim errors of apply_prepare)."""
+        ...
 
-    async def unprepare(self, claims: Sequence[ClaimRef]) -> dict[str, str]: ...
+    async def apply_prepare(self, fetched: Fetched) -> dict[str, PrepareOutcome]:
+        """The state phase of Prepare; called inside the serialized section."""
+        ...
+
+    async def unprepare(self, claims: Sequence[ClaimRef]) -> dict[str, str]:
+        """Called inside the serialized section."""
+        ...
 
 
 class HealthSource(Protocol):
@@ -86,8 +100,12 @@ class Core:
         refs, bad = _convert.claim_refs(claims)
         outcomes = {uid: PrepareOutcome(error=msg) for uid, msg in bad.items()}
 
-        async def run() -> None:
-            got = await self._claims.prepare(refs) if refs else {}
+        async def run(hold: Callable[[], AbstractAsyncContextManager[None]]) -> None:
+            if not refs:
+                return
+            fetched = await self._claims.fetch(refs)  # before the lock, as the Go helper
+            async with hold():
+                got = await self._claims.apply_prepare(fetched)
             for ref in refs:
                 outcomes[ref.uid] = got.get(ref.uid) or PrepareOutcome(error=_no_answer(ref))
 
@@ -107,8 +125,11 @@ class Core:
     ) -> dict[str, str]:
         refs, answers = _convert.claim_refs(claims)
 
-        async def run() -> None:
-            got = await self._claims.unprepare(refs) if refs else {}
+        async def run(hold: Callable[[], AbstractAsyncContextManager[None]]) -> None:
+            if not refs:
+                return
+            async with hold():
+                got = await self._claims.unprepare(refs)
             for ref in refs:
                 answers[ref.uid] = got.get(ref.uid, _no_answer(ref))
 
@@ -122,18 +143,24 @@ class Core:
 
     async def _call(
         self, name: str, *, count: int, context: grpc.aio.ServicerContext[object, object],
-        run: Callable[[], Awaitable[None]], fail_all: Callable[[str], None],
-        errors: Callable[[], Mapping[str, str]],
+        run: Callable[[Callable[[], AbstractAsyncContextManager[None]]], Awaitable[None]],
+        fail_all: Callable[[str], None], errors: Callable[[], Mapping[str, str]],
     ) -> None:
+        """``run(hold)`` does the call; ``async with hold():`` is its serialized section,
+        waiting at most what is left of the call's time."""
         label, name = name, _METHODS[name]
         start = time.monotonic()
         budget = self._budget(context)
+        deadline = start + budget
+
+        def hold() -> AbstractAsyncContextManager[None]:
+            return self._serializer.hold(max(0.0, deadline - time.monotonic()))
+
         outcome = "error"
         try:
             try:
                 async with asyncio.timeout(budget):
-                    async with self._serializer.hold(budget):
-                        await run()
+                    await run(hold)
             except TimeoutError:
                 fail_all(f"{name} did not finish within {budget:.1f}s on this node "
                          "(the kubelet retries)")

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Protocol, TypeVar
 
 from cnidra.attach import Sandbox
+from cnidra.claims import Fetched
 from cnidra.model.claims import ClaimRef, PrepareOutcome
 from cnidra.model.plan import Attachment
 from cnidra.runtime._logging import log_fields
@@ -25,7 +26,8 @@ T = TypeVar("T")
 
 
 class ClaimsPort(Protocol):
-    async def prepare(self, claims: Sequence[ClaimRef]) -> dict[str, PrepareOutcome]: ...
+    async def fetch(self, claims: Sequence[ClaimRef]) -> Fetched: ...
+    async def apply_prepare(self, fetched: Fetched) -> dict[str, PrepareOutcome]: ...
     async def unprepare(self, claims: Sequence[ClaimRef]) -> dict[str, str]: ...
 
 
@@ -52,10 +54,22 @@ class ObservedClaims:
         self._clock = clock
 
     async def prepare(self, claims: Sequence[ClaimRef]) -> dict[str, PrepareOutcome]:
-        start = self._clock()
+        """Both phases in one (tests and tools; the kubelet plugin calls them apart)."""
+        return await self.apply_prepare(await self.fetch(claims))
+
+    async def fetch(self, claims: Sequence[ClaimRef]) -> Fetched:
+        """The reads (outside the kubelet plugin's lock); the call is observed by
+        :meth:`apply_prepare`, timed from ``Fetched.started`` (so ``clock`` must be
+        ``time.monotonic``'s)."""
+        with log_fields(call="prepare", **_claim_fields(claims)):
+            return await self._inner.fetch(claims)
+
+    async def apply_prepare(self, fetched: Fetched) -> dict[str, PrepareOutcome]:
+        claims = fetched.refs
+        start = fetched.started
         with log_fields(call="prepare", **_claim_fields(claims)):
             try:
-                outcomes = await self._inner.prepare(claims)
+                outcomes = await self._inner.apply_prepare(fetched)
             except BaseException:
                 self._metrics.observe_kubelet_call("prepare", self._clock() - start, 0,
                                                    len(claims))
