@@ -213,6 +213,23 @@ async def test_a_slow_synchronize_clean_up_goes_on_in_the_background(sock_dir: P
                 await task
 
 
+async def test_stop_drains_a_synchronize_still_running_in_the_background(
+    sock_dir: Path
+) -> None:
+    rec = SlowSync()
+    async with NRIRuntime(str(sock_dir / "nri.sock"), request_timeout=0.5) as runtime:
+        plugin = NRIPlugin(rec, socket_path=runtime.socket_path)
+        task = asyncio.create_task(plugin.run())
+        try:
+            await runtime.wait_for_plugin()
+            assert not rec.done.is_set()  # the catch-up is still running
+        finally:
+            await plugin.stop()  # drains it (bounded) rather than cut it off
+            async with asyncio.timeout(5):
+                await task
+        assert rec.done.is_set()
+
+
 @dataclass
 class SlowSync(Recorder):
     done: asyncio.Event = field(default_factory=asyncio.Event)

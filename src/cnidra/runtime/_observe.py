@@ -184,5 +184,8 @@ class ObservedHandler:
                             lambda: self._inner.remove_pod_sandbox(sandbox))
 
     async def synchronize(self, live_sandboxes: Collection[Sandbox]) -> int:
-        return await self._observe("Synchronize", None,
-                                   lambda: self._inner.synchronize(live_sandboxes))
+        changed = await self._observe("Synchronize", None,
+                                      lambda: self._inner.synchronize(live_sandboxes))
+        log.info("Synchronize: %d live sandbox(es), %d attachment(s) removed or made",
+                 len(live_sandboxes), changed)
+        return changed
