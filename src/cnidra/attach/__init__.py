@@ -3,8 +3,9 @@
 ``Attacher`` runs the pod sandbox hooks (RunPodSandbox → ADD every planned interface, with
 rollback; Stop/RemovePodSandbox → DEL from the prepared config and the CNI cache; Synchronize →
 detach what no live sandbox owns, and catch up live sandboxes that missed RunPodSandbox while
-the driver was down, DELing a killed ADD's leftovers first). It must stay fast: the NRI hook budget is 2 s, and slow work
-belongs to Prepare. Status writes and events are handed to sinks that write off the hook path.
+the driver was down, DELing a killed ADD's leftovers first). It must stay fast: the NRI hook
+budget is 2 s, and slow work belongs to Prepare. Status writes and events are handed to sinks
+that write off the hook path.
 Network namespaces are entered only from dedicated threads (``in_netns``).
 """
 
