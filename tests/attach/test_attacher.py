@@ -406,3 +406,28 @@ async def test_cancel_during_the_checkpoint_write_rolls_back(world: World) -> No
     assert slow.attachments == {}  # the write finished, then the undo forgot it again
     assert await world.cni.cached_attachments() == []
     assert world.sink.status == []  # never reported Ready
+
+
+async def test_a_sandbox_stopped_before_its_catch_up_is_not_attached(world: World) -> None:
+    slow = SlowRecordState()
+    attacher = Attacher(driver=DRIVER, state=slow, cni=world.cni, status=world.sink,
+                        events=world.sink, catch_up_concurrency=1)
+    net = unique("net")
+    conflist = macvlan_conflist(net, world.master, world.data_dir, "10.77.16.0/24")
+    slow.plans["a"] = plan("a", "pod-a", "net1", conflist, net)
+    slow.plans["b"] = plan("b", "pod-b", "net1", conflist, net)
+    first, second = world.sandbox("pod-a"), world.sandbox("pod-b")
+    sync = asyncio.ensure_future(attacher.synchronize([first, second]))
+    try:
+        async with asyncio.timeout(10):
+            await slow.started.wait()  # the first pod is being caught up, the second waits
+        await attacher.stop_pod_sandbox(second)
+        await attacher.remove_pod_sandbox(replace(second, netns=None))
+    finally:
+        async with asyncio.timeout(10):
+            assert await sync == 1
+    assert [a.sandbox_id for a in slow.all_attachments()] == [first.id]
+    assert "net1" not in ip("-o", "link", netns=Path(second.netns or "").name)
+    assert len(world.leases(net)) == 1
+    await attacher.stop_pod_sandbox(first)
+    assert world.leases(net) == []

@@ -21,7 +21,7 @@ pod's lock, first the unrecorded CNI cache entries of the sandbox and then the m
 themselves are DELeted (whatever a killed ADD left: link, IPAM lease, cache entry), then they are
 ADDed exactly as RunPodSandbox does (rollback, status, event). Pods are caught up in parallel,
 at most ``catch_up_concurrency`` at a time; one pod's failure is logged and reported on its
-claim, never raised.
+claim, never raised. A sandbox stopped or removed before its turn is skipped.
 
 The hook has 2 s: everything slow (API reads, config validation) happened in Prepare.
 """
@@ -85,6 +85,7 @@ class Attacher:
         self._clock = clock
         self._catch_up_concurrency = catch_up_concurrency
         self._locks: dict[str, asyncio.Lock] = {}
+        self._behind: set[str] = set()  # sandboxes a Synchronize is catching up
         self._waiters: dict[str, int] = {}
 
     @asynccontextmanager
@@ -225,11 +226,13 @@ class Attacher:
 
     async def stop_pod_sandbox(self, sandbox: Sandbox) -> None:
         async with self._pod_lock(sandbox.pod_uid):
+            self._behind.discard(sandbox.id)  # a pending catch-up must not attach it now
             await self._detach(sandbox.id, sandbox.netns, self._state.attachments_for_sandbox(
                 sandbox.id))
 
     async def remove_pod_sandbox(self, sandbox: Sandbox) -> None:
         async with self._pod_lock(sandbox.pod_uid):
+            self._behind.discard(sandbox.id)
             await self._detach(sandbox.id, None, self._state.attachments_for_sandbox(
                 sandbox.id))
             await self._delete_unrecorded({sandbox.id})
@@ -266,8 +269,12 @@ class Attacher:
         if not behind:
             return 0
         log.info("catching up %d live sandbox(es) with unattached interfaces", len(behind))
+        self._behind.update(s.id for s in behind)
         limit = asyncio.Semaphore(self._catch_up_concurrency)
-        counts = await asyncio.gather(*(self._catch_up_one(s, limit) for s in behind))
+        try:
+            counts = await asyncio.gather(*(self._catch_up_one(s, limit) for s in behind))
+        finally:
+            self._behind.difference_update(s.id for s in behind)
         return sum(counts)
 
     async def _catch_up_one(self, sandbox: Sandbox, limit: asyncio.Semaphore) -> int:
@@ -275,6 +282,9 @@ class Attacher:
         async with limit:
             try:
                 async with self._pod_lock(sandbox.pod_uid):
+                    if sandbox.id not in self._behind:  # stopped or removed meanwhile
+                        log.info("%s ended before its catch-up: skipped", what)
+                        return 0
                     added = await self._attach_missing(sandbox, clean_first=True)
             except CnidraError as exc:
                 log.error("catch-up of %s failed: %s", what, exc)
