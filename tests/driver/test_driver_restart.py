@@ -121,8 +121,9 @@ def _ready_entry(node: Node) -> dict[str, Any] | None:
 
 async def _attached_after_restart(node: Node, restarts: Restarts, pod_ns: str) -> str:
     """Restart; the runtime's Synchronize makes the driver attach net1. Its address."""
+    registrations = len(node.runtime.registrations) + 1
     await restarts.restart()
-    await node.runtime.wait_for_plugin(timeout=20, registrations=2)
+    await node.runtime.wait_for_plugin(timeout=20, registrations=registrations)
     entry = await eventually(lambda: _ready_entry(node), "claim status.devices Ready", node)
     (address,) = net1_addresses(pod_ns)
     assert address.startswith("10.10.1.") and address.endswith("/24")
@@ -185,6 +186,11 @@ async def test_driver_killed_while_an_add_is_in_flight(
 ) -> None:
     pod_uid = str(uuid.uuid4())
     await _prepared(node, pod_uid)
+    # A roomy hook deadline (the driver learns it from Configure on its next connection), so
+    # the kill surely lands in the ADD and not in the rollback of a hook past its deadline.
+    node.runtime.request_timeout = 10.0
+    await node.runtime.disconnect_plugin("test: a longer hook deadline")
+    await node.runtime.wait_for_plugin(timeout=20, registrations=2)
     pod, pod_ns = _pod(netns, pod_uid)
     _lease_dir(node).mkdir(parents=True, exist_ok=True)
     lock_fd = os.open(_lease_dir(node) / "lock", os.O_RDWR | os.O_CREAT, 0o644)
@@ -193,9 +199,8 @@ async def test_driver_killed_while_an_add_is_in_flight(
         fcntl.flock(lock_fd, fcntl.LOCK_EX)  # host-local's own lock: its ADD now waits
         run = asyncio.create_task(node.runtime.run_pod_sandbox(pod))
         try:
-            # well inside the hook's 2 s deadline (the driver would cancel and roll back)
             await eventually(lambda: _host_local_waiting(pod.id), "host-local waiting",
-                             node, timeout=1.5)
+                             node, timeout=8)
             assert _net1_links(pod_ns) == 1  # macvlan made the link before IPAM
             await restarts.kill()
         finally:
