@@ -32,6 +32,7 @@ class Recorder:
     fail_run: CNIError | None = None
     delay: float = 0.0
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    synced: list[list[Sandbox]] = field(default_factory=list)  # every Synchronize, in full
 
     def _note(self, what: str, arg: Any) -> None:
         self.calls.append((what, arg))
@@ -51,6 +52,7 @@ class Recorder:
         self._note("remove", sandbox)
 
     async def synchronize(self, live_sandboxes: Collection[Sandbox]) -> int:
+        self.synced.append(sorted(live_sandboxes, key=lambda s: s.id))
         self._note("sync", frozenset(s.id for s in live_sandboxes))
         return 0
 

@@ -18,6 +18,7 @@ from cnidra.nri import (
     netns_path,
     sandbox_from_pod,
 )
+from cnidra.nri._pods import live_sandbox
 from cnidra.nri._proto import generate
 
 
@@ -71,6 +72,20 @@ def test_sandbox_from_pod() -> None:
         sandbox_from_pod(api.PodSandbox(id="abc"))
     with pytest.raises(ConfigError, match=r"pod\.id: is empty"):
         sandbox_from_pod(api.PodSandbox(uid="u"))
+
+
+def test_live_sandbox_of_a_synchronize_entry() -> None:
+    ns = api.LinuxNamespace(type="network", path="/run/netns/x")
+    full = api.PodSandbox(id="sb", uid="u", name="web", namespace="default",
+                          linux=api.LinuxPodSandbox(namespaces=[ns]))
+    got = live_sandbox(full)
+    assert got is not None
+    assert (got.id, got.pod_uid, got.pod_name, got.pod_namespace, got.netns) == (
+        "sb", "u", "web", "default", "/run/netns/x")
+    # no uid: still live (nothing of it is detached), never caught up; no id: nothing to go by
+    no_uid = live_sandbox(api.PodSandbox(id="sb2"))
+    assert no_uid is not None and no_uid.pod_uid == "" and no_uid.netns is None
+    assert live_sandbox(api.PodSandbox(uid="u")) is None
 
 
 def test_field_numbers_are_the_protocols() -> None:

@@ -66,6 +66,15 @@ async def test_register_configure_and_synchronize_in_batches(sock_dir: Path) -> 
     assert not r.plugin.connected
 
 
+async def test_synchronize_hands_the_handler_full_sandboxes(sock_dir: Path) -> None:
+    live = (pod(1), pod(2, netns=None), pod(3))  # pod 2: host network
+    async with rig(sock_dir, pods=live, sync_batch=2) as r:
+        await r.rec.wait("sync")
+        assert r.rec.synced == [[
+            Sandbox(id=p.id, pod_uid=p.uid, pod_name=p.name, pod_namespace="demo",
+                    netns=p.netns) for p in live]]
+
+
 async def test_configure_may_come_before_the_register_reply(sock_dir: Path) -> None:
     async with rig(sock_dir, configure_before_register_reply=True) as r:
         assert r.plugin.connected
