@@ -122,9 +122,10 @@ async def test_concurrent_prepares_overlap_reads_not_state(tmp_path: Path, rolli
         fresh = await ClaimState.open(state_dir, reader, driver=DRIVER)
         assert sorted(p.claim_uid for p in fresh.plans_for_pod("pod-3")) == ["u3"]
         assert all(fresh.get(r.uid) is not None for r in refs(items))
+        others = [b.v1, a.v1] * 2  # with two instances, each claim via the one not preparing it
         gone = await asyncio.gather(*(
             stub.NodeUnprepareResources(v1_unprepare(r), timeout=10)
-            for stub, r in zip(stubs, refs(items), strict=True)))
+            for stub, r in zip(others, refs(items), strict=True)))
         assert [x.claims[r.uid].error for x, r in zip(gone, refs(items), strict=True)] == [""] * 4
         assert phases.max_active == 1
         assert await fresh.refresh() and fresh.all_attachments() == []
