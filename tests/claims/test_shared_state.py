@@ -4,7 +4,9 @@ rolling update): no instance acts on a stale cache of the checkpoint."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
+import time
 from pathlib import Path
 
 from claims.claimkit import DRIVER, make_claim
@@ -82,9 +84,50 @@ async def test_unreadable_file_from_the_other_instance_is_per_claim(tmp_path: Pa
     broken.replace(cp.path)  # a new file (new inode), as another instance's save would leave
     out = await a.prepare([ref_of(claim)])
     assert out["uid-1"].error.startswith(
-        "claim default/foo: cannot read the prepared claims of this node: checkpoint ")
+        "claim default/foo: cannot use the prepared claims of this node: checkpoint ")
     assert "not valid JSON" in (await a.unprepare([ref_of(claim)]))["uid-1"]
     assert cp.path.read_bytes() == b'{"version": 1, "cla'  # never overwritten
+
+
+async def test_changes_of_two_instances_are_never_lost(tmp_path: Path) -> None:
+    items = [make_claim(uid=f"u{i}", name=f"c{i}", pods=(f"p{i}",)) for i in range(12)]
+    reader = FakeReader(*items)
+    a, _ = await open_state(tmp_path, reader)
+    b, _ = await open_state(tmp_path, reader)
+    answers = await asyncio.gather(*(
+        (a if i % 2 else b).prepare([ref_of(item)]) for i, item in enumerate(items)))
+    assert all(out[f"u{i}"].ok for i, out in enumerate(answers))
+    assert sorted(Checkpoint(tmp_path).load()) == sorted(f"u{i}" for i in range(12))
+    atts = [Attachment(f"u{i}", "net1", f"p{i}", f"sb{i:02d}" * 16, "/x", "n") for i in range(12)]
+    await asyncio.gather(*(  # NRI on one instance, the kubelet on the other
+        *(a.record_attachment(att) for att in atts[:6]),
+        *(b.unprepare([ref_of(item)]) for item in items[6:]),
+    ))
+    saved = Checkpoint(tmp_path).load()
+    assert sorted(saved) == sorted(f"u{i}" for i in range(6))
+    assert all(saved[f"u{i}"].attachments == (atts[i],) for i in range(6))
+
+
+async def test_a_held_lock_is_waited_for_then_a_per_claim_error(tmp_path: Path) -> None:
+    claim = make_claim()
+    cp = Checkpoint(tmp_path)
+    state = ClaimState(cp, {}, FakeReader(claim), driver=DRIVER, lock_timeout=0.2)
+    other = cp.open_lock()  # another instance in its state phase
+    try:
+        fcntl.flock(other, fcntl.LOCK_EX)
+        started = time.monotonic()
+        out = await state.prepare([ref_of(claim)])
+        assert time.monotonic() - started >= 0.2
+        assert out["uid-1"].error == (
+            "claim default/foo: cannot use the prepared claims of this node: checkpoint lock "
+            f"{tmp_path}/checkpoint.lock: held by another instance for more than 0.2s")
+        task = asyncio.create_task(state.prepare([ref_of(claim)]))
+        await asyncio.sleep(0.05)
+        fcntl.flock(other, fcntl.LOCK_UN)  # released: the waiting call goes on
+        assert (await asyncio.wait_for(task, 2))["uid-1"].ok
+    finally:
+        os.close(other)
+    assert sorted(cp.load()) == ["uid-1"]
 
 
 def test_stamp_changes_on_every_save_and_matches_load(tmp_path: Path) -> None:

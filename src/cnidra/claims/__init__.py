@@ -16,10 +16,10 @@ Limits and decisions:
   phases, :meth:`ClaimState.fetch` (API reads, no lock, concurrent across calls) then
   :meth:`ClaimState.apply_prepare` (:class:`Fetched` in, the state part under the lock), so the
   caller can serialize only the second; :meth:`ClaimState.prepare` is both.
-* Every state change first reloads the checkpoint when another instance sharing the directory
-  replaced it (stamp: inode, mtime, size), so two instances (rolling update) whose changes are
-  serialized (the kubelet plugin's flock) never act on a stale cache. The synchronous queries
-  answer from memory; :meth:`ClaimState.refresh` reloads first.
+* Every state change holds ``flock`` on ``<state dir>/checkpoint.lock`` and first reloads the
+  checkpoint when another instance sharing the directory replaced it (stamp: inode, mtime,
+  size), so two instances (rolling update) never act on a stale cache nor lose each other's
+  changes. The synchronous queries answer from memory; :meth:`ClaimState.refresh` reloads.
 * The checkpoint is written with blocking file I/O in a worker thread, never on the loop.
 """
 

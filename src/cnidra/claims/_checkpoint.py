@@ -24,6 +24,7 @@ from cnidra.claims._records import PreparedClaim, decode, encode
 from cnidra.errors import CheckpointError
 
 FILE_NAME = "checkpoint.json"
+LOCK_NAME = "checkpoint.lock"
 _TMP_PREFIX = f".{FILE_NAME}."
 _TMP_SUFFIX = ".tmp"
 
@@ -42,6 +43,16 @@ class Checkpoint:
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = Path(directory)
         self.path = self.directory / FILE_NAME
+        self.lock_path = self.directory / LOCK_NAME
+
+    def open_lock(self) -> int:
+        """An fd of ``<directory>/checkpoint.lock`` (created) for ``flock`` by the users of the
+        checkpoint that share the directory; the caller closes it."""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            return os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise CheckpointError(f"checkpoint lock {self.lock_path}: cannot open: {exc}") from exc
 
     def load(self) -> dict[str, PreparedClaim]:
         """The saved claims by UID; ``{}`` when there is no file yet.

@@ -15,23 +15,27 @@ retries): the sandbox's CNI DEL (attach) removes them first, so unprepare never 
 interface behind whose config we would have forgotten.
 
 Several instances over one directory (the kubelet plugin's rolling update): every state change
-(apply_prepare, unprepare, record/remove attachments) first compares the checkpoint's stamp
-(inode, mtime, size: one ``stat``) with the one this instance last read or wrote and reloads the
-file when another instance replaced it, then acts, then writes. So an instance never acts on a
-stale cache, provided the changes of the instances are serialized: the kubelet plugin's flock
-does that for Prepare/Unprepare. Attachment changes (NRI) are only serialized within one
-instance; only one instance is connected to NRI at a time. The synchronous queries (``get``,
-``plans_for_pod``, ...) answer from memory as of this instance's last read or write; call
+(apply_prepare, unprepare, record/remove attachments) holds this instance's lock and ``flock``
+on ``<directory>/checkpoint.lock`` (so changes of all instances, kubelet and NRI alike, run one
+at a time), compares the checkpoint's stamp (inode, mtime, size: one ``stat``) with the one this
+instance last read or wrote and reloads the file when another instance replaced it, then acts,
+then writes. So no change is made on a stale cache and none is lost. The synchronous queries
+(``get``, ``plans_for_pod``, ...) answer from memory as of this instance's last read or write
+(for attach: the NRI-connected instance, whose own changes are always current); call
 :meth:`ClaimState.refresh` first to see another instance's changes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import hashlib
 import logging
+import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
+import weakref
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -84,10 +88,11 @@ class ClaimState:
         self, checkpoint: Checkpoint, claims: Mapping[str, PreparedClaim], reader: ClaimReader,
         *, driver: str, policy: AdminPolicy | None = None,
         device_if_name: DeviceIfNameResolver = identity_resolver, read_concurrency: int = 16,
-        stamp: Stamp = None,
+        stamp: Stamp = None, lock_timeout: float = 30.0,
     ) -> None:
         """``claims`` are the checkpoint's content as of ``stamp`` (``load_stamped``); with the
-        default ``None`` the first state change reloads the file if there is one."""
+        default ``None`` the first state change reloads the file if there is one. A state change
+        waits at most ``lock_timeout`` for another instance's (then ``CheckpointError``)."""
         self._checkpoint = checkpoint
         self._reader = reader
         self._driver = driver
@@ -98,6 +103,8 @@ class ClaimState:
         self._claims: dict[str, PreparedClaim] = {}
         self._by_pod: dict[str, tuple[str, ...]] = {}
         self._stamp: Stamp = stamp
+        self._lock_timeout = lock_timeout
+        self._lock_fd: int | None = None
         self._set(dict(claims), stamp)
 
     @classmethod
@@ -131,76 +138,82 @@ class ClaimState:
         """The state phase of prepare, under the lock: reload the checkpoint if another instance
         changed it, reuse or compute each plan, write the checkpoint once."""
         refs = {ref.uid: ref for ref in fetched.refs}
-        async with self._lock:
+        try:
+            async with self._exclusive():
+                return await self._apply_prepare(fetched, refs)
+        except CheckpointError as exc:  # the lock or the reload; the write is per claim
+            log.error("prepare: %s", exc)
+            return {uid: PrepareOutcome(error=f"claim {_key(ref)}: cannot use the "
+                                        f"prepared claims of this node: {exc}")
+                    for uid, ref in refs.items()}
+
+    async def _apply_prepare(
+        self, fetched: Fetched, refs: Mapping[str, ClaimRef]
+    ) -> dict[str, PrepareOutcome]:
+        updated = dict(self._claims)
+        outcomes: dict[str, PrepareOutcome] = {}
+        changed: list[str] = []
+        for item in fetched.reads:
+            outcome, record = self._prepare_one(item, updated.get(item.ref.uid))
+            outcomes[item.ref.uid] = outcome
+            if record is not None:
+                updated[item.ref.uid] = record
+                changed.append(item.ref.uid)
+        if changed:
             try:
-                await self._refresh()
+                await self._write(updated)
             except CheckpointError as exc:
-                log.error("prepare: %s", exc)
-                return {uid: PrepareOutcome(error=f"claim {_key(ref)}: cannot read the "
-                                            f"prepared claims of this node: {exc}")
-                        for uid, ref in refs.items()}
-            updated = dict(self._claims)
-            outcomes: dict[str, PrepareOutcome] = {}
-            changed: list[str] = []
-            for item in fetched.reads:
-                outcome, record = self._prepare_one(item, updated.get(item.ref.uid))
-                outcomes[item.ref.uid] = outcome
-                if record is not None:
-                    updated[item.ref.uid] = record
-                    changed.append(item.ref.uid)
-            if changed:
-                try:
-                    await self._write(updated)
-                except CheckpointError as exc:
-                    log.exception("prepare: checkpoint write failed")
-                    for uid in changed:
-                        if outcomes[uid].ok:
-                            outcomes[uid] = PrepareOutcome(
-                                error=f"claim {_key(refs[uid])}: cannot record the "
-                                f"prepared claim on this node: {exc}"
-                            )
-            return outcomes
+                log.exception("prepare: checkpoint write failed")
+                for uid in changed:
+                    if outcomes[uid].ok:
+                        outcomes[uid] = PrepareOutcome(
+                            error=f"claim {_key(refs[uid])}: cannot record the "
+                            f"prepared claim on this node: {exc}"
+                        )
+        return outcomes
 
     async def unprepare(self, claims: Sequence[ClaimRef]) -> dict[str, str]:
         """Forget each claim; ``uid → ""`` on success or a message the kubelet will retry on."""
-        async with self._lock:
+        try:
+            async with self._exclusive():
+                return await self._unprepare(claims)
+        except CheckpointError as exc:  # the lock or the reload; the write is per claim
+            log.error("unprepare: %s", exc)
+            return {ref.uid: f"claim {_key(ref)}: {exc}" for ref in claims}
+
+    async def _unprepare(self, claims: Sequence[ClaimRef]) -> dict[str, str]:
+        updated = dict(self._claims)
+        answers: dict[str, str] = {}
+        removed: list[str] = []
+        for ref in claims:
+            record = updated.get(ref.uid)
+            answers[ref.uid] = ""
+            if record is None:
+                continue
+            if record.attachments:
+                sandboxes = sorted({a.sandbox_id[:12] for a in record.attachments})
+                answers[ref.uid] = (
+                    f"claim {_key(ref)}: {len(record.attachments)} interface(s) still "
+                    f"attached in pod sandbox(es) {', '.join(sandboxes)}; they are removed "
+                    "by the sandbox's CNI DEL first (retry later)"
+                )
+                continue
+            del updated[ref.uid]
+            removed.append(ref.uid)
+        if removed:
             try:
-                await self._refresh()
+                await self._write(updated)
             except CheckpointError as exc:
-                log.error("unprepare: %s", exc)
-                return {ref.uid: f"claim {_key(ref)}: {exc}" for ref in claims}
-            updated = dict(self._claims)
-            answers: dict[str, str] = {}
-            removed: list[str] = []
-            for ref in claims:
-                record = updated.get(ref.uid)
-                answers[ref.uid] = ""
-                if record is None:
-                    continue
-                if record.attachments:
-                    sandboxes = sorted({a.sandbox_id[:12] for a in record.attachments})
-                    answers[ref.uid] = (
-                        f"claim {_key(ref)}: {len(record.attachments)} interface(s) still "
-                        f"attached in pod sandbox(es) {', '.join(sandboxes)}; they are removed "
-                        "by the sandbox's CNI DEL first (retry later)"
-                    )
-                    continue
-                del updated[ref.uid]
-                removed.append(ref.uid)
-            if removed:
-                try:
-                    await self._write(updated)
-                except CheckpointError as exc:
-                    log.exception("unprepare: checkpoint write failed")
-                    for ref in claims:
-                        if ref.uid in removed:
-                            answers[ref.uid] = f"claim {_key(ref)}: {exc}"
-            return answers
+                log.exception("unprepare: checkpoint write failed")
+                for ref in claims:
+                    if ref.uid in removed:
+                        answers[ref.uid] = f"claim {_key(ref)}: {exc}"
+        return answers
 
     async def refresh(self) -> bool:
         """Reload the checkpoint if another instance replaced it since this one last read or
         wrote it; True when it did. ``CheckpointError`` when the file cannot be read."""
-        async with self._lock:
+        async with self._lock, self._flock():
             return await self._refresh()
 
     # --- attach --------------------------------------------------------------------------
@@ -230,8 +243,7 @@ class ClaimState:
         ``CheckpointError`` when a claim is not prepared (any more) or has no such interface,
         or when the write fails; nothing is recorded then.
         """
-        async with self._lock:
-            await self._refresh()
+        async with self._exclusive():
             updated = dict(self._claims)
             for att in attachments:
                 record = updated.get(att.claim_uid)
@@ -258,8 +270,7 @@ class ClaimState:
     ) -> list[Attachment]:
         """Forget attachments by (claim UID, ifName, sandbox ID) with one write; returns them."""
         wanted = set(keys)
-        async with self._lock:
-            await self._refresh()
+        async with self._exclusive():
             updated = dict(self._claims)
             gone: list[Attachment] = []
             for uid, record in self._claims.items():
@@ -273,6 +284,44 @@ class ClaimState:
             return gone
 
     # --- internals -----------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _exclusive(self) -> AsyncIterator[None]:
+        """This instance's lock, the directory's flock (other instances), then the file as it
+        is now: every state change runs inside."""
+        async with self._lock, self._flock():
+            await self._refresh()
+            yield
+
+    @contextlib.asynccontextmanager
+    async def _flock(self) -> AsyncIterator[None]:
+        """``flock`` of ``checkpoint.lock``: non-blocking attempts with capped backoff on the
+        loop (cancellable), at most ``lock_timeout``."""
+        fd = self._lock_fd
+        if fd is None:  # under self._lock: opened once
+            fd = self._lock_fd = await asyncio.to_thread(self._checkpoint.open_lock)
+            weakref.finalize(self, os.close, fd)
+        deadline = time.monotonic() + self._lock_timeout
+        delay = 0.001
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise CheckpointError(
+                        f"checkpoint lock {self._checkpoint.lock_path}: held by another "
+                        f"instance for more than {self._lock_timeout:g}s"
+                    ) from None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.05)
+            except OSError as exc:
+                raise CheckpointError(
+                    f"checkpoint lock {self._checkpoint.lock_path}: {exc}") from exc
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
 
     async def _refresh(self) -> bool:
         """Under the lock: adopt the file when its stamp is not the one we last read or wrote."""
