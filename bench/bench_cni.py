@@ -27,6 +27,9 @@ from cnidra.cni import CNIRuntime, RuntimeConf, parse_conflist
 BIN_DIRS = ["/usr/lib/cni"]
 
 
+_Op = Callable[[], Awaitable[object]]
+
+
 def sh(*cmd: str) -> None:
     subprocess.run(cmd, check=True, capture_output=True)
 
@@ -89,8 +92,6 @@ async def bench(n: int, version: str, tag: str, parent: str, netns: str, tmp: st
         async def our_del(rt: RuntimeConf = rt) -> None:
             await runtime.delete(net, rt)
 
-        await timed(ours_add, our_add)
-        await timed(ours_del, our_del)
         cid = f"raw{i}"
         add_in = json.dumps(plugin_conf, separators=(",", ":")).encode()
         result: dict[str, object] = {}
@@ -104,15 +105,19 @@ async def bench(n: int, version: str, tag: str, parent: str, netns: str, tmp: st
             body = json.dumps(plugin_conf | {"prevResult": result}, separators=(",", ":"))
             await raw_exec(path, cni_env("DEL", cid, netns, "net1"), body.encode())
 
-        await timed(raw_add, add)
-        await timed(raw_del, delete)
+        sides: list[tuple[list[float], _Op, list[float], _Op]] = [
+            (ours_add, our_add, ours_del, our_del), (raw_add, add, raw_del, delete)]
+        for adds, add_op, dels, del_op in sides[i % 2:] + sides[:i % 2]:  # alternate order
+            await timed(adds, add_op)
+            await timed(dels, del_op)
 
     def row(label: str, ours: list[float], raw: list[float]) -> None:
         print(f"{label:8} cnidra p50 {pct(ours, .5):7.2f} ms p90 {pct(ours, .9):7.2f} ms | "
               f"raw p50 {pct(raw, .5):7.2f} ms p90 {pct(raw, .9):7.2f} ms | "
-              f"p50 ratio {statistics.median(ours) / statistics.median(raw):.3f}")
+              f"p50 ratio {statistics.median(ours) / statistics.median(raw):.3f} | paired "
+              f"{statistics.median(o / r for o, r in zip(ours, raw, strict=True)):.3f}")
 
-    print(f"macvlan+host-local, cniVersion {version}, n={n}, interleaved")
+    print(f"macvlan+host-local, cniVersion {version}, n={n}, interleaved (order alternates)")
     row("ADD", ours_add, raw_add)
     row("DEL", ours_del, raw_del)
     row("ADD+DEL", [a + d for a, d in zip(ours_add, ours_del, strict=True)],
