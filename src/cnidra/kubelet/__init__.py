@@ -14,8 +14,9 @@ all of it.
 
 Limits: no state between calls of its own (the claim state owns it); health is only served (and
 advertised) when a :class:`HealthSource` is given. In rolling-update mode two instances share
-the lock file and the claim state's directory; the claim state reloads its checkpoint under the
-lock when the other instance changed it, so either instance may serve any call.
+the lock file and the claim state's directory; the claim state (``cnidra.claims``) takes its own
+flock in that directory for every change and reloads its checkpoint when the other instance
+changed it, so either instance may serve any call.
 """
 
 from cnidra.kubelet._paths import (
