@@ -325,7 +325,10 @@ class ClaimState:
 
     async def _refresh(self) -> bool:
         """Under the lock: adopt the file when its stamp is not the one we last read or wrote."""
-        if await asyncio.to_thread(self._checkpoint.stamp) == self._stamp:
+        # One stat of a file in the local state directory (a dentry-cache lookup, as the
+        # non-blocking flock before it): on the loop, as a worker-thread hop would cost more
+        # than it; the read and parse of a changed file go to a thread.
+        if self._checkpoint.stamp() == self._stamp:
             return False
         claims, stamp = await asyncio.to_thread(self._checkpoint.load_stamped)
         log.info("checkpoint %s changed on disk (another instance); reloaded %d claim(s)",
