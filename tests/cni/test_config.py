@@ -171,3 +171,21 @@ def test_random_conflists_never_crash(data: dict[str, Any]) -> None:
 def test_random_json_never_crashes(data: Any) -> None:
     _never_crashes(json.dumps(data))
     _never_crashes(json.dumps(data).encode())
+
+
+def test_the_same_text_is_parsed_once_and_errors_are_not_remembered() -> None:
+    text = json.dumps({"cniVersion": "1.0.0", "name": "memo",
+                       "plugins": [{"type": "macvlan", "master": "eth1"}]}).encode()
+    first = parse_conflist(text)
+    assert parse_conflist(text) is first
+    assert parse_conflist(text.decode()) == first  # str and bytes: equal results
+    mapping = json.loads(text)
+    assert parse_conflist(mapping).plugins == first.plugins
+    assert parse_conflist(mapping) is not parse_conflist(mapping)  # mappings: parsed each time
+    other = parse_conflist(text.replace(b"eth1", b"eth2"))
+    assert other.plugins[0].raw["master"] == "eth2" and first.plugins[0].raw["master"] == "eth1"
+    bad = b'{"cniVersion":"1.0.0","name":"memo","plugins":[]}'
+    for _ in range(2):
+        with pytest.raises(ConfigError, match="no plugins"):
+            parse_conflist(bad)
+    assert parse_conflist(bad, allow_no_plugins=True).plugins == ()

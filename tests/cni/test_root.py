@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from cnidra.cli import main
-from cnidra.cni import CNIRuntime, NetworkConfigList, RuntimeConf, _exec, parse_conflist
+from cnidra.cni import CNIRuntime, NetworkConfigList, RuntimeConf, _cache, _exec, parse_conflist
 from cnidra.errors import CNIError
 from support import unique
 
@@ -519,3 +519,27 @@ def test_cli_errors_carry_the_cni_code(
     missing.write_text(json.dumps({"cniVersion": "1.0.0", "name": "m", "type": "absent"}))
     assert main(["cni", "version", *common, str(missing)]) == 1
     assert "absent" in json.loads(capsys.readouterr().err)["msg"]
+
+
+async def test_del_from_cache_reads_the_entry_once_and_releases_the_lease(
+    runtime: CNIRuntime, netns: NetnsFactory, veth_parent: str, lease_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    net = macvlan_list(veth_parent, lease_dir)
+    ns = netns("cni")
+    rt = rt_for(ns)
+    await runtime.add(net, rt)
+    assert len(leases(lease_dir, net)) == 1
+    reads: list[Path] = []
+    read_sync = _cache.read_sync
+
+    def counting(path: Path) -> _cache.CachedAttachment | None:
+        reads.append(path)
+        return read_sync(path)
+
+    monkeypatch.setattr(_cache, "read_sync", counting)
+    assert await runtime.delete_from_cache(rt.container_id, "net1", net.name)  # netns exists
+    assert len(reads) == 1  # the entry (and its prevResult) is read once, not once per step
+    assert leases(lease_dir, net) == []
+    assert await runtime.cached_attachments(net.name) == []
+    assert not await runtime.delete_from_cache(rt.container_id, "net1", net.name)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -128,7 +129,24 @@ def _pick_version(obj: Mapping[str, Any]) -> tuple[str, tuple[str, ...]]:
 def parse_conflist(
     data: builtins.bytes | str | Mapping[str, Any], *, allow_no_plugins: bool = False
 ) -> NetworkConfigList:
-    """Parse and validate a conflist, or a single-plugin ``.conf`` (promoted to a list)."""
+    """Parse and validate a conflist, or a single-plugin ``.conf`` (promoted to a list).
+
+    Text (bytes/str) is parsed once: the same text returns the same (frozen) result from a
+    small cache, as every ADD/DEL of a prepared interface parses the same conflist bytes.
+    Treat the result's ``raw`` plugin dicts as read-only."""
+    if isinstance(data, (builtins.bytes, str)):
+        return _parse_text(data, allow_no_plugins)
+    return _parse(data, allow_no_plugins)
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_text(data: builtins.bytes | str, allow_no_plugins: bool) -> NetworkConfigList:
+    return _parse(data, allow_no_plugins)
+
+
+def _parse(
+    data: builtins.bytes | str | Mapping[str, Any], allow_no_plugins: bool
+) -> NetworkConfigList:
     obj, was_text = _decode(data)
     if "plugins" not in obj and "type" in obj:
         plugin = parse_plugin(obj, "")  # path "" so errors read "type: ..." like the file

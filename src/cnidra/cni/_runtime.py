@@ -10,8 +10,8 @@ DELs. Runtime-side failures are ``CNIError`` code 999; see ``_plugins`` for vers
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 from cnidra.cni import _cache, _gc, _version
 from cnidra.cni._cache import CachedAttachment
@@ -79,6 +79,9 @@ class CNIRuntime:
         prev = None
         if _version.at_least(net.cni_version, "0.4.0"):
             prev = await self._cached_result(net, rt)
+        await self._delete(net, rt, prev)
+
+    async def _delete(self, net: NetworkConfigList, rt: RuntimeConf, prev: Result | None) -> None:
         for conf in reversed(net.plugins):
             await self._runner.attachment(net, conf, "DEL", rt, prev)
         await _cache.remove(self.cache_dir, net.name, rt.container_id, rt.ifname)
@@ -91,15 +94,23 @@ class CNIRuntime:
         Uses the cached conflist, netns, CNI_ARGS and capability args. ``netns=None`` takes the
         cached path if it still exists, else ``""``. False when there is no cache entry.
         """
-        entry = await self.get_cached(net_name, container_id, ifname)
+        RuntimeConf(container_id, "", ifname).validate()
+        path = _cache.cache_path(self.cache_dir, net_name, container_id, ifname)
+        entry, exists = await asyncio.to_thread(_entry_and_netns, path, netns is None)
         if entry is None:
             return False
         net = parse_conflist(entry.config)
         if netns is None:
-            exists = bool(entry.netns) and await asyncio.to_thread(os.path.exists, entry.netns)
             netns = entry.netns if exists else ""
         rt = RuntimeConf(container_id, netns, ifname, entry.cni_args, entry.capability_args)
-        await self.delete(net, rt)
+        if net.name != net_name:  # a foreign entry: DEL reads the cache of the config's name
+            await self.delete(net, rt)
+            return True
+        rt.validate()
+        prev = None  # the entry just read is the one delete() would read again
+        if _version.at_least(net.cni_version, "0.4.0"):
+            prev = _result_of(entry, net.cni_version)
+        await self._delete(net, rt, prev)
         return True
 
     async def status(self, net: NetworkConfigList) -> _gc.NetworkStatus:
@@ -128,9 +139,22 @@ class CNIRuntime:
 
     async def _cached_result(self, net: NetworkConfigList, rt: RuntimeConf) -> Result | None:
         entry = await _cache.read(self.cache_dir, net.name, rt.container_id, rt.ifname)
-        if entry is None or entry.result is None:
-            return None
-        try:
-            return parse_result(entry.result).with_version(net.cni_version)
-        except CNIError:
-            return None
+        return _result_of(entry, net.cni_version)
+
+
+def _result_of(entry: CachedAttachment | None, version: str) -> Result | None:
+    """The entry's cached result in ``version``; None when there is none or it is unusable."""
+    if entry is None or entry.result is None:
+        return None
+    try:
+        return parse_result(entry.result).with_version(version)
+    except CNIError:
+        return None
+
+
+def _entry_and_netns(path: Path, check_netns: bool) -> tuple[CachedAttachment | None, bool]:
+    """One trip off the loop: the cache entry and whether its netns still exists."""
+    entry = _cache.read_sync(path)
+    exists = (check_netns and entry is not None and bool(entry.netns)
+              and Path(entry.netns).exists())
+    return entry, exists
