@@ -4,11 +4,14 @@ The first attempt is made slow without touching the driver: the test holds host-
 lock file (``<ipam>/networks/<net>/lock``, flock) so the real ADD blocks inside the real IPAM
 plugin, the driver's hook guard answers "did not finish within 1.75s" before the runtime's 2 s
 deadline, exactly as on a loaded machine. The runtime tears the sandbox down, the lock is let
-go, and the next sandbox of the pod comes up. Nothing of the failed attempts may stay behind.
+go once the runtime has sent StopPodSandbox for each failed sandbox (so the tear-down's DEL is
+not held up too), and the next sandbox of the pod comes up. Nothing of the failed attempts may
+stay behind.
 """
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import os
 from pathlib import Path
@@ -53,14 +56,27 @@ async def test_failed_sandboxes_are_torn_down_and_retried(cni_bin_dirs: list[str
     failed_attempts: list[SimPod] = []
     lock: IpamLock | None = None
     keep_failing = False
+    held_for: set[str] = set()  # sandboxes whose attempt the lock is held for
+    watchers: list[asyncio.Task[None]] = []
+
+    async def release_after_stop(node: SimNode, sandbox_id: str) -> None:
+        assert lock is not None and node.runtime is not None
+        async with asyncio.timeout(20):
+            while ("StopPodSandbox", sandbox_id) not in node.runtime.sent:
+                await asyncio.sleep(0.01)
+        held_for.discard(sandbox_id)
+        if not held_for:
+            lock.release()
 
     async def before_sandbox(node: SimNode, sandbox: SimPod, attempt: int) -> None:
         assert lock is not None
         if attempt == 1 or keep_failing:
             lock.hold()
+            held_for.add(sandbox.id)
             failed_attempts.append(sandbox)
+            watchers.append(asyncio.create_task(release_after_stop(node, sandbox.id)))
         else:
-            lock.release()
+            assert lock.fd is None  # let go when the failed attempt was torn down
 
     try:
         async with cluster:
@@ -99,7 +115,6 @@ async def test_failed_sandboxes_are_torn_down_and_retried(cni_bin_dirs: list[str
             assert failure.reason.endswith("did not finish within 1.75s (code 2) "
                                            "(after 2 sandbox attempts)"), failure.reason
             assert [r.attempt for r in more.retried] == [1]
-            lock.release()
             assert len(leases(worker)) == 3
             obj = cluster.objects.get("pods", failure.pod.split("/")[1], "default")
             assert obj is not None and obj["status"]["phase"] == "Failed"
@@ -108,7 +123,11 @@ async def test_failed_sandboxes_are_torn_down_and_retried(cni_bin_dirs: list[str
             assert len(result.stopped) == 4
             left = await cluster.leftovers()
             assert left.clean, left
+            await asyncio.gather(*watchers)
     finally:
+        for task in watchers:
+            task.cancel()
+        await asyncio.gather(*watchers, return_exceptions=True)
         if lock is not None:
             lock.release()
     assert await cluster.residue() == []
