@@ -272,7 +272,13 @@ async def test_own_writes_whose_event_comes_first_are_not_someone_elses(
     queue.put_nowait(snapshot(3))
     async with running(pub.run(snapshots())):
         await until(lambda: pub.published and len(stored(server)) == 1)
-        await asyncio.sleep(0.3)  # the slice watch is established
+        with caplog.at_level("INFO", logger="cnidra.publishing"):
+            # someone else labels the slice: once that is seen, the slice watch is up
+            (mine,) = stored(server)
+            mine["metadata"].setdefault("labels", {})["touched"] = "yes"
+            server.store.update(SLICES, mine)
+            await until(lambda: any("by someone else" in r.getMessage()
+                                    for r in caplog.records))
         monkeypatch.setattr(client, "create_slice", late(client.create_slice))
         monkeypatch.setattr(client, "update_slice", late(client.update_slice))
         caplog.clear()
