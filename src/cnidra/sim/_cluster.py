@@ -129,6 +129,7 @@ class SandboxRetry:
     reason: str
 
 
+_RETRY_CAP = 8.0  # seconds between two sandbox attempts at most
 _HOOK_PREFIX = re.compile(r"^(?:NRI plugin failed \w+: )?cnidra: (?P<event>\w+) for pod \S+ "
                           r"\(sandbox [0-9a-f]+\)(?P<colon>:?) ?")
 _CODE_SUFFIX = re.compile(r" \(code \d+\)$")
@@ -616,7 +617,7 @@ class Cluster:
                 running = await self._run_sandbox(node, pod, refs, attempt)
             except (PodHookError, CnidraError) as exc:
                 self.check_interrupted()
-                delay = self.sandbox_backoff * 2 ** (attempt - 1)
+                delay = min(self.sandbox_backoff * 2 ** (attempt - 1), _RETRY_CAP)
                 if attempt < self.sandbox_attempts and loop.time() + delay < deadline:
                     retry = SandboxRetry(key, node.name, attempt, retry_reason(exc))
                     self.retries.append(retry)
