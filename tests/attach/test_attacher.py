@@ -5,86 +5,22 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from attach.kit import DRIVER, FakeState, Sink, macvlan_conflist, plan
 
 from cnidra.attach._attacher import Attacher, AttachError, cni_args
 from cnidra.attach._ports import Sandbox
 from cnidra.cni import CNIRuntime, RuntimeConf, parse_conflist
-from cnidra.errors import CheckpointError, ConfigError
-from cnidra.model.claims import PreparedDevice
-from cnidra.model.plan import Attachment, ClaimPlan, PlannedInterface
+from cnidra.errors import ConfigError
+from cnidra.model.plan import Attachment
 from support import ip, unique
 
 pytestmark = pytest.mark.root
-DRIVER = "cni.dra.networking.x-k8s.io"
-
-
-@dataclass
-class FakeState:
-    plans: dict[str, ClaimPlan] = field(default_factory=dict)
-    attachments: dict[tuple[str, str, str], Attachment] = field(default_factory=dict)
-    fail_record: bool = False
-
-    def get(self, claim_uid: str) -> ClaimPlan | None:
-        return self.plans.get(claim_uid)
-
-    def plans_for_pod(self, pod_uid: str) -> list[ClaimPlan]:
-        return [p for p in self.plans.values() if pod_uid in p.pod_uids]
-
-    def attachments_for_sandbox(self, sandbox_id: str) -> list[Attachment]:
-        return [a for a in self.attachments.values() if a.sandbox_id == sandbox_id]
-
-    def all_attachments(self) -> list[Attachment]:
-        return list(self.attachments.values())
-
-    async def record_attachments(self, attachments: Iterable[Attachment]) -> None:
-        if self.fail_record:
-            raise CheckpointError("disk full")
-        for a in attachments:
-            self.attachments[a.key] = a
-
-    async def remove_attachments(self, keys: Iterable[tuple[str, str, str]]) -> list[Attachment]:
-        return [a for k in list(keys) if (a := self.attachments.pop(k, None)) is not None]
-
-
-@dataclass
-class Sink:
-    status: list[tuple[str, list[Mapping[str, Any]]]] = field(default_factory=list)
-    events: list[tuple[str, str]] = field(default_factory=list)
-
-    def submit(self, namespace: str, name: str, uid: str,
-               devices: Sequence[Mapping[str, Any]]) -> None:
-        self.status.append((f"{namespace}/{name}", list(devices)))
-
-    def claim_event(self, namespace: str, name: str, uid: str, *, reason: str, message: str,
-                    warning: bool) -> None:
-        self.events.append((reason, message))
-
-
-def macvlan_conflist(name: str, master: str, data_dir: Path, subnet: str) -> bytes:
-    conf = {"cniVersion": "1.0.0", "name": name, "plugins": [{
-        "type": "macvlan", "master": master, "mode": "bridge",
-        "ipam": {"type": "host-local", "dataDir": str(data_dir), "ranges": [[{"subnet": subnet}]]},
-    }]}
-    return json.dumps(conf, sort_keys=True, separators=(",", ":")).encode()
-
-
-def plan(uid: str, pod_uid: str, if_name: str, conflist: bytes, net: str,
-         device: str = "eth1") -> ClaimPlan:
-    iface = PlannedInterface(
-        claim_uid=uid, claim_namespace="default", claim_name=f"claim-{uid}", request="req",
-        driver=DRIVER, pool="node-a", device=device, device_if_name=device, share_id=None,
-        admin_access=True, if_name=if_name, network_name=net, cni_version="1.0.0",
-        conflist=conflist, config_source="FromClaim", if_name_source="FromClaim",
-    )
-    return ClaimPlan(claim_uid=uid, namespace="default", name=f"claim-{uid}",
-                     allocation_digest="d", pod_uids=(pod_uid,), interfaces=(iface,),
-                     devices=(PreparedDevice(("req",), "node-a", device),))
 
 
 @dataclass

@@ -11,7 +11,9 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
-from sim_runtime.attachkit import DRIVER, MemState, Node, Sink
+from attach.kit import DRIVER, Sink
+from attach.kit import FakeState as MemState
+from sim_runtime.attachkit import Node
 
 from cnidra.attach import Attacher
 from cnidra.cni import CNIRuntime
