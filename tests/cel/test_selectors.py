@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,8 +20,9 @@ from cnidra.cel import (
     parse_semver,
 )
 from cnidra.errors import ConfigError
+from support import SHARED
 
-DEMO = Path("/work/shared/fixtures/apiserver-1.36/demo")
+DEMO = SHARED / "fixtures/apiserver-1.36/demo"
 DRIVER = "cni.dra.networking.x-k8s.io"
 ETH1 = 'device.attributes["cni.dra.networking.x-k8s.io"].name == "eth1"'
 CLASS = 'device.driver == "cni.dra.networking.x-k8s.io"'

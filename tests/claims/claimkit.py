@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 from typing import Any
+
+from support import SHARED
 
 DRIVER = "cni.dra.networking.x-k8s.io"
 API = "cni.networking.x-k8s.io/v1alpha1"
-FIXTURES = Path("/work/shared/fixtures/apiserver-1.36/demo")
+FIXTURES = SHARED / "fixtures/apiserver-1.36/demo"
 MACVLAN: dict[str, Any] = {
     "cniVersion": "1.0.0", "name": "macvlan-eth1",
     "plugins": [{"type": "macvlan", "master": "eth1", "mode": "bridge",

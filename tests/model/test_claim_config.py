@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,8 +17,9 @@ from cnidra.model.claim_config import (
     if_name_problem,
     parse_opaque,
 )
+from support import SHARED
 
-FIXTURE = Path("/work/shared/fixtures/apiserver-1.36/demo/resourceclaim-adminaccess.v1.json")
+FIXTURE = SHARED / "fixtures/apiserver-1.36/demo/resourceclaim-adminaccess.v1.json"
 
 
 def demo_parameters() -> dict[str, Any]:

@@ -6,52 +6,20 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import random
-import uuid
 from typing import Any
 
 import pytest
 import yaml
+from sim_scheduler.storekit import DictStore
 
 from cnidra.model.devices import Device, Snapshot
 from cnidra.publishing import build_slices
-from cnidra.sim.scheduler import Scheduler, check_admin_access
+from cnidra.sim.scheduler import Scheduler
 from support import SHARED
 
 DRIVER = "cni.dra.networking.x-k8s.io"
 SEED = SHARED / "fixtures/seed-demo"
 KINDS = {"ResourceClaimTemplate": "resourceclaimtemplates", "DeviceClass": "deviceclasses"}
-
-
-class DictStore:
-    """The object access the scheduler stand-in needs, in memory."""
-
-    def __init__(self) -> None:
-        self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
-
-    def get(self, resource: str, name: str, namespace: str = "") -> dict[str, Any] | None:
-        found = self.objects.get((resource, namespace, name))
-        return copy.deepcopy(found) if found is not None else None
-
-    def list(self, resource: str, namespace: str | None = None) -> list[dict[str, Any]]:
-        return [copy.deepcopy(o) for (r, ns, _), o in sorted(self.objects.items())
-                if r == resource and namespace in (None, ns)]
-
-    def create(self, resource: str, obj: dict[str, Any]) -> dict[str, Any]:
-        meta = obj.setdefault("metadata", {})
-        if resource in ("resourceclaims", "resourceclaimtemplates"):
-            kind = "ResourceClaim" if resource == "resourceclaims" else "ResourceClaimTemplate"
-            check_admin_access(kind, obj, self.get("namespaces", meta.get("namespace", "")))
-        meta.setdefault("uid", str(uuid.uuid4()))
-        self.objects[(resource, meta.get("namespace", ""), meta["name"])] = copy.deepcopy(obj)
-        return copy.deepcopy(obj)
-
-    def update(self, resource: str, obj: dict[str, Any]) -> dict[str, Any]:
-        meta = obj["metadata"]
-        self.objects[(resource, meta.get("namespace", ""), meta["name"])] = copy.deepcopy(obj)
-        return copy.deepcopy(obj)
-
-    def delete(self, resource: str, name: str, namespace: str = "") -> None:
-        del self.objects[(resource, namespace, name)]
 
 
 def docs(name: str) -> list[dict[str, Any]]:
