@@ -45,6 +45,9 @@ class MemState:
     plans: dict[str, ClaimPlan] = field(default_factory=dict)
     attachments: dict[tuple[str, str, str], Attachment] = field(default_factory=dict)
 
+    async def refresh(self) -> bool:
+        return False
+
     def get(self, claim_uid: str) -> ClaimPlan | None:
         return self.plans.get(claim_uid)
 

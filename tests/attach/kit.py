@@ -24,6 +24,12 @@ class FakeState:
     attachments: dict[tuple[str, str, str], Attachment] = field(default_factory=dict)
     fail_record: bool = False
 
+    refreshes: int = 0
+
+    async def refresh(self) -> bool:
+        self.refreshes += 1
+        return False
+
     def get(self, claim_uid: str) -> ClaimPlan | None:
         return self.plans.get(claim_uid)
 

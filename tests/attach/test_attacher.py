@@ -12,9 +12,13 @@ from typing import Any
 
 import pytest
 from attach.kit import DRIVER, FakeState, Sink, macvlan_conflist, plan
+from claims.claimkit import cni, make_claim, result
+from claims.claimkit import entry as config_entry
+from claims.test_claim_state import FakeReader, ref_of
 
 from cnidra.attach._attacher import Attacher, AttachError, cni_args
 from cnidra.attach._ports import Sandbox
+from cnidra.claims import ClaimState
 from cnidra.cni import CNIRuntime, RuntimeConf, parse_conflist
 from cnidra.errors import ConfigError
 from cnidra.model.plan import Attachment
@@ -367,3 +371,25 @@ async def test_a_sandbox_stopped_before_its_catch_up_is_not_attached(world: Worl
     assert len(world.leases(net)) == 1
     await attacher.stop_pod_sandbox(first)
     assert world.leases(net) == []
+
+
+async def test_attach_sees_claims_the_other_instance_prepared(world: World, tmp_path: Path) -> None:
+    """Rolling update: the kubelet prepared through instance B, NRI talks to instance A."""
+    net = unique("net")
+    conf = json.loads(macvlan_conflist(net, world.master, world.data_dir, "10.77.30.0/24"))
+    claim = make_claim([result(device=world.master)], [config_entry(cni(config=conf), ["net"])])
+    state_dir = str(tmp_path / "state")
+    a = await ClaimState.open(state_dir, FakeReader(claim), driver=DRIVER)
+    b = await ClaimState.open(state_dir, FakeReader(claim), driver=DRIVER)
+    attacher = Attacher(driver=DRIVER, state=a, cni=world.cni, status=world.sink,
+                        events=world.sink)
+    assert (await b.prepare([ref_of(claim)]))["uid-1"].ok
+    sb = world.sandbox("pod-1")
+    added = await attacher.run_pod_sandbox(sb)
+    assert [x.if_name for x in added] == ["net1"]
+    assert len(world.leases(net)) == 1
+    assert (await b.unprepare([ref_of(claim)]))["uid-1"]  # B sees A's attachment: refused
+    await attacher.stop_pod_sandbox(sb)
+    assert world.leases(net) == []
+    assert await b.unprepare([ref_of(claim)]) == {"uid-1": ""}
+    assert not await a.refresh() or a.get("uid-1") is None

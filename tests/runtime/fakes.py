@@ -87,6 +87,9 @@ class FakeClaims:
     async def fetch(self, claims: Sequence[ClaimRef]) -> Fetched:
         return Fetched(tuple(claims), time.monotonic())
 
+    async def refresh(self) -> bool:
+        return False
+
     async def apply_prepare(self, fetched: Fetched) -> dict[str, PrepareOutcome]:
         return await self.prepare(fetched.refs)  # subclasses override prepare
 

@@ -109,7 +109,17 @@ class Attacher:
             log.debug("sandbox %s has no network namespace (host network): skipped", sandbox.id)
             return []
         async with self._pod_lock(sandbox.pod_uid):
+            await self._refresh()
             return await self._attach_missing(sandbox, clean_first=False)
+
+    async def _refresh(self) -> None:
+        """Adopt what another driver instance prepared (rolling update: the kubelet may call
+        either instance); on a read error answer from memory, which is never older than this
+        instance's own last change."""
+        try:
+            await self._state.refresh()
+        except CnidraError as exc:
+            log.error("cannot re-read the prepared state (answering from memory): %s", exc)
 
     def _todo(self, sandbox: Sandbox) -> list[tuple[ClaimPlan, PlannedInterface]]:
         """The planned interfaces of the sandbox's pod that are not recorded for it."""
@@ -227,12 +237,14 @@ class Attacher:
     async def stop_pod_sandbox(self, sandbox: Sandbox) -> None:
         async with self._pod_lock(sandbox.pod_uid):
             self._behind.discard(sandbox.id)  # a pending catch-up must not attach it now
+            await self._refresh()
             await self._detach(sandbox.id, sandbox.netns, self._state.attachments_for_sandbox(
                 sandbox.id))
 
     async def remove_pod_sandbox(self, sandbox: Sandbox) -> None:
         async with self._pod_lock(sandbox.pod_uid):
             self._behind.discard(sandbox.id)
+            await self._refresh()
             await self._detach(sandbox.id, None, self._state.attachments_for_sandbox(
                 sandbox.id))
             await self._delete_unrecorded({sandbox.id})
@@ -243,6 +255,7 @@ class Attacher:
         docstring). Returns how many attachments of gone sandboxes were removed plus how many
         were made for live ones (leftovers DELeted before a catch-up are not counted). Raises
         ``AttachError`` (after the catch-up) only when a clean-up DEL failed."""
+        await self._refresh()
         live_ids = {s.id for s in live_sandboxes}
         stale: dict[str, list[Attachment]] = {}
         for att in self._state.all_attachments():

@@ -212,7 +212,13 @@ class ClaimState:
 
     async def refresh(self) -> bool:
         """Reload the checkpoint if another instance replaced it since this one last read or
-        wrote it; True when it did. ``CheckpointError`` when the file cannot be read."""
+        wrote it; True when it did. ``CheckpointError`` when the file cannot be read.
+
+        Cheap when nothing changed (one ``stat``, no lock), so attach calls it before every
+        pod hook: with rolling update, the kubelet may have prepared the pod's claims through
+        the other instance."""
+        if self._checkpoint.stamp() == self._stamp:
+            return False
         async with self._lock, self._flock():
             return await self._refresh()
 
