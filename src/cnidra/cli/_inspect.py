@@ -1,9 +1,9 @@
 """``cnidra inspect``: the node's prepared claims and attachments, read from the checkpoint.
 
-Strictly read-only: the file is read and decoded with the checkpoint's own format reader
-(version 1), never through :meth:`cnidra.claims.Checkpoint.load`, which also tidies up temp
-files. Shows per attachment the pod UID, claim, pod interface, IPs and MAC (from the CNI
-result), the device and since when; prepared claims that no pod uses yet are listed too.
+Strictly read-only: the file is read with ``Checkpoint.load_stamped(clean=False)``, never
+through :meth:`cnidra.claims.Checkpoint.load`, which also tidies up temp files. Shows per
+attachment the pod UID, claim, pod interface, IPs and MAC (from the CNI result), the device
+and since when; prepared claims that no pod uses yet are listed too.
 
 ``--node NAME`` picks ``<state dir>/NAME`` (or ``<state dir>/NAME/state``) when the state
 directory holds one directory per node, as the embedded demo does; the checkpoint itself does
@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from cnidra.claims import Checkpoint, PreparedClaim
-from cnidra.claims._records import decode
 from cnidra.errors import CheckpointError
 from cnidra.model.plan import Attachment, PlannedInterface
 
@@ -44,25 +43,16 @@ def checkpoint_path(state_dir: str, node: str = "") -> Path:
 
 
 def read_checkpoint(path: Path) -> dict[str, PreparedClaim]:
-    """Decode the checkpoint at ``path`` without touching anything on disk.
+    """Decode the checkpoint at ``path`` without touching anything on disk (the checkpoint's
+    own reader, without the temp-file clean-up of ``Checkpoint.load``).
 
     Raises ``FileNotFoundError`` when it does not exist and ``CheckpointError`` when it
     cannot be read or decoded.
     """
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
-        raise CheckpointError(f"checkpoint {path}: cannot read: {exc}") from exc
-    try:
-        doc = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"checkpoint {path}: not valid JSON ({exc})") from exc
-    try:
-        return decode(doc)
-    except CheckpointError as exc:
-        raise CheckpointError(f"{path}: {exc}") from exc
+    claims, stamp = Checkpoint(path.parent).load_stamped(clean=False)
+    if stamp is None:
+        raise FileNotFoundError(path)
+    return claims
 
 
 def _result_ips(result: Mapping[str, Any]) -> list[str]:
