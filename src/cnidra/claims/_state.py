@@ -15,27 +15,22 @@ retries): the sandbox's CNI DEL (attach) removes them first, so unprepare never 
 interface behind whose config we would have forgotten.
 
 Several instances over one directory (the kubelet plugin's rolling update): every state change
-(apply_prepare, unprepare, record/remove attachments) holds this instance's lock and ``flock``
-on ``<directory>/checkpoint.lock`` (so changes of all instances, kubelet and NRI alike, run one
-at a time), compares the checkpoint's stamp (inode, mtime, size: one ``stat``) with the one this
-instance last read or wrote and reloads the file when another instance replaced it, then acts,
-then writes. So no change is made on a stale cache and none is lost. The synchronous queries
-(``get``, ``plans_for_pod``, ...) answer from memory as of this instance's last read or write
-(for attach: the NRI-connected instance, whose own changes are always current); call
-:meth:`ClaimState.refresh` first to see another instance's changes.
+(apply_prepare, unprepare, record/remove attachments) holds this instance's lock and the
+directory's ``flock``, reloads the checkpoint when another instance replaced it (its stamp
+differs), then acts, then writes (``_shared_file`` has those mechanics). So no change is made on
+a stale cache and none is lost. The synchronous queries (``get``, ``plans_for_pod``, ...) answer
+from memory as of this instance's last read or write (for attach: the NRI-connected instance,
+whose own changes are always current); call :meth:`ClaimState.refresh` first to see another
+instance's changes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import fcntl
 import hashlib
 import logging
-import os
 import time
-import weakref
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -45,6 +40,7 @@ from cnidra.claims._errors import ClaimConfigError
 from cnidra.claims._plan import compute_plan
 from cnidra.claims._policy import AdminPolicy, DeviceIfNameResolver, identity_resolver
 from cnidra.claims._records import PreparedClaim
+from cnidra.claims._shared_file import SharedCheckpoint
 from cnidra.errors import CheckpointError, CnidraError, ConfigError, KubeAPIError, NotFoundError
 from cnidra.model.claims import ClaimRef, PrepareOutcome
 from cnidra.model.plan import Attachment, ClaimPlan
@@ -93,7 +89,6 @@ class ClaimState:
         """``claims`` are the checkpoint's content as of ``stamp`` (``load_stamped``); with the
         default ``None`` the first state change reloads the file if there is one. A state change
         waits at most ``lock_timeout`` for another instance's (then ``CheckpointError``)."""
-        self._checkpoint = checkpoint
         self._reader = reader
         self._driver = driver
         self._policy = policy or AdminPolicy()
@@ -102,9 +97,8 @@ class ClaimState:
         self._reads = asyncio.Semaphore(read_concurrency)
         self._claims: dict[str, PreparedClaim] = {}
         self._by_pod: dict[str, tuple[str, ...]] = {}
-        self._stamp: Stamp = stamp
-        self._lock_timeout = lock_timeout
-        self._lock_fd: int | None = None
+        self._file = SharedCheckpoint(checkpoint, stamp, lock=self._lock, adopt=self._set,
+                                      lock_timeout=lock_timeout)
         self._set(dict(claims), stamp)
 
     @classmethod
@@ -139,7 +133,7 @@ class ClaimState:
         changed it, reuse or compute each plan, write the checkpoint once."""
         refs = {ref.uid: ref for ref in fetched.refs}
         try:
-            async with self._exclusive():
+            async with self._file.exclusive():
                 return await self._apply_prepare(fetched, refs)
         except CheckpointError as exc:  # the lock or the reload; the write is per claim
             log.error("prepare: %s", exc)
@@ -175,7 +169,7 @@ class ClaimState:
     async def unprepare(self, claims: Sequence[ClaimRef]) -> dict[str, str]:
         """Forget each claim; ``uid → ""`` on success or a message the kubelet will retry on."""
         try:
-            async with self._exclusive():
+            async with self._file.exclusive():
                 return await self._unprepare(claims)
         except CheckpointError as exc:  # the lock or the reload; the write is per claim
             log.error("unprepare: %s", exc)
@@ -217,10 +211,7 @@ class ClaimState:
         Cheap when nothing changed (one ``stat``, no lock), so attach calls it before every
         pod hook: with rolling update, the kubelet may have prepared the pod's claims through
         the other instance."""
-        if self._checkpoint.stamp() == self._stamp:
-            return False
-        async with self._lock, self._flock():
-            return await self._refresh()
+        return await self._file.refresh()
 
     # --- attach --------------------------------------------------------------------------
 
@@ -249,7 +240,7 @@ class ClaimState:
         ``CheckpointError`` when a claim is not prepared (any more) or has no such interface,
         or when the write fails; nothing is recorded then.
         """
-        async with self._exclusive():
+        async with self._file.exclusive():
             updated = dict(self._claims)
             for att in attachments:
                 record = updated.get(att.claim_uid)
@@ -276,7 +267,7 @@ class ClaimState:
     ) -> list[Attachment]:
         """Forget attachments by (claim UID, ifName, sandbox ID) with one write; returns them."""
         wanted = set(keys)
-        async with self._exclusive():
+        async with self._file.exclusive():
             updated = dict(self._claims)
             gone: list[Attachment] = []
             for uid, record in self._claims.items():
@@ -290,57 +281,6 @@ class ClaimState:
             return gone
 
     # --- internals -----------------------------------------------------------------------
-
-    @contextlib.asynccontextmanager
-    async def _exclusive(self) -> AsyncIterator[None]:
-        """This instance's lock, the directory's flock (other instances), then the file as it
-        is now: every state change runs inside."""
-        async with self._lock, self._flock():
-            await self._refresh()
-            yield
-
-    @contextlib.asynccontextmanager
-    async def _flock(self) -> AsyncIterator[None]:
-        """``flock`` of ``checkpoint.lock``: non-blocking attempts with capped backoff on the
-        loop (cancellable), at most ``lock_timeout``."""
-        fd = self._lock_fd
-        if fd is None:  # under self._lock: opened once
-            fd = self._lock_fd = await asyncio.to_thread(self._checkpoint.open_lock)
-            weakref.finalize(self, os.close, fd)
-        deadline = time.monotonic() + self._lock_timeout
-        delay = 0.001
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise CheckpointError(
-                        f"checkpoint lock {self._checkpoint.lock_path}: held by another "
-                        f"instance for more than {self._lock_timeout:g}s"
-                    ) from None
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 0.05)
-            except OSError as exc:
-                raise CheckpointError(
-                    f"checkpoint lock {self._checkpoint.lock_path}: {exc}") from exc
-        try:
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-
-    async def _refresh(self) -> bool:
-        """Under the lock: adopt the file when its stamp is not the one we last read or wrote."""
-        # One stat of a file in the local state directory (a dentry-cache lookup, as the
-        # non-blocking flock before it): on the loop, as a worker-thread hop would cost more
-        # than it; the read and parse of a changed file go to a thread.
-        if self._checkpoint.stamp() == self._stamp:
-            return False
-        claims, stamp = await asyncio.to_thread(self._checkpoint.load_stamped)
-        log.info("checkpoint %s changed on disk (another instance); reloaded %d claim(s)",
-                 self._checkpoint.path, len(claims))
-        self._set(claims, stamp)
-        return True
 
     async def _fetch(self, ref: ClaimRef) -> _Read:
         async with self._reads:
@@ -393,18 +333,8 @@ class ClaimState:
         return PrepareOutcome(plan.devices), PreparedClaim(plan)
 
     async def _write(self, updated: dict[str, PreparedClaim]) -> None:
-        """Save ``updated`` and adopt it. A cancelled caller (e.g. the kubelet's deadline) still
-        waits for the write thread, so the lock is never released while a save is in flight and
-        memory always matches the file."""
-        save = asyncio.ensure_future(asyncio.to_thread(self._checkpoint.save, updated))
-        try:
-            stamp = await asyncio.shield(save)
-        except asyncio.CancelledError:
-            await asyncio.wait([save])
-            if not save.cancelled() and save.exception() is None:
-                self._set(updated, save.result())
-            raise
-        self._set(updated, stamp)
+        """Save ``updated`` and adopt it (also when the caller is cancelled mid-save)."""
+        await self._file.save(updated)
 
     def _set(self, claims: dict[str, PreparedClaim], stamp: Stamp) -> None:
         by_pod: dict[str, list[str]] = {}
@@ -413,7 +343,7 @@ class ClaimState:
                 by_pod.setdefault(pod, []).append(uid)
         self._claims = claims
         self._by_pod = {pod: tuple(uids) for pod, uids in by_pod.items()}
-        self._stamp = stamp
+        self._file.stamp = stamp
 
 
 def _key(ref: ClaimRef) -> str:
