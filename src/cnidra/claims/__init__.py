@@ -9,7 +9,8 @@ Limits and decisions:
   Two ``kind: CNI`` configs of ours from the same source for one request are an error. ``ifName``
   has no default: it is required (a generated ``net1`` would collide across a pod's claims).
 * ``kind: CNIPolicy`` (same apiVersion) narrows :class:`AdminPolicy` and is honoured only from
-  DeviceClass configs; in a claim it is an error.
+  DeviceClass configs; in a claim it is an error. :func:`check_if_name_allowed` (reserved pod
+  interface names) and ``MASTER_PLUGINS`` are public for ``cnidra validate``'s offline checks.
 * Every problem is a :class:`ClaimConfigError` (a ``ConfigError``): ``claim ns/name: path: why``.
 * :class:`ClaimState` answers the kubelet per claim and refuses to unprepare a claim that still
   has attachments (attach's CNI DEL removes them first; the kubelet retries). Prepare is two
@@ -28,8 +29,10 @@ from cnidra.claims._errors import ClaimConfigError
 from cnidra.claims._plan import check_pod_interfaces, compute_plan
 from cnidra.claims._policy import (
     DEFAULT_ALLOWED_PLUGIN_TYPES,
+    MASTER_PLUGINS,
     AdminPolicy,
     DeviceIfNameResolver,
+    check_if_name_allowed,
     identity_resolver,
 )
 from cnidra.claims._records import PreparedClaim
@@ -37,6 +40,7 @@ from cnidra.claims._state import ClaimReader, ClaimState, Fetched
 
 __all__ = [
     "DEFAULT_ALLOWED_PLUGIN_TYPES",
+    "MASTER_PLUGINS",
     "AdminPolicy",
     "Checkpoint",
     "ClaimConfigError",
@@ -46,6 +50,7 @@ __all__ = [
     "Fetched",
     "PreparedClaim",
     "Stamp",
+    "check_if_name_allowed",
     "check_pod_interfaces",
     "compute_plan",
     "identity_resolver",

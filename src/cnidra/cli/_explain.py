@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cnidra.cli._validate import Document, load_documents
+from cnidra.cli._validate_docs import Document, load_documents
 from cnidra.errors import CnidraError, ConfigError, NotFoundError
 from cnidra.kube import connect
 from cnidra.sim.scheduler import Explanation, explain_claim
